@@ -1,0 +1,116 @@
+"""The dynamic mask head (mask decoder): tokens in, masks and IoU scores out.
+
+Paper §3 and appendix A. Output tokens are learned: one IoU token and 4 mask tokens (one for a
+single unambiguous answer, three for whole / part / subpart). They are put in front of the
+prompt tokens and run through the two-way transformer with the image embedding (plus the dense
+prompt). Then:
+
+    image (B, C, 64, 64) --ConvT x2, LN, GELU, ConvT x2, GELU--> (B, C/8, 256, 256)
+    each mask token --its own 3-layer MLP (hypernetwork)--> a C/8 weight vector w_i
+    mask_i = w_i . upscaled image at every pixel               -> (B, 4, 256, 256) logits
+    IoU token --3-layer MLP--> predicted IoU of each of the 4 masks
+
+The hypernetwork makes a tiny per-prompt linear classifier over the upscaled image features.
+With ``multimask_output`` the three ambiguity masks (1..3) are returned, else mask 0.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Type
+
+import torch
+import torch.nn as nn
+
+from .layers import MLP, LayerNorm2d
+
+
+class MaskDecoder(nn.Module):
+    def __init__(
+        self,
+        *,
+        transformer_dim: int,
+        transformer: nn.Module,
+        num_multimask_outputs: int = 3,
+        activation: Type[nn.Module] = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            activation(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(
+            transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
+        )
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """image_embeddings (1 or B, C, h, w); image_pe (1, C, h, w); sparse (B, N, C);
+        dense (B, C, h, w). Returns mask logits (B, 3 or 1, 4h, 4w) and IoU (B, 3 or 1)."""
+        masks, iou_pred = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        chosen = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, chosen], iou_pred[:, chosen]
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """All 4 masks and IoU predictions, before the multimask selection."""
+        B = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)  # (5, C)
+        output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (B, 5 + N, C)
+
+        # one copy of the image embedding per prompt set; the dense prompt is added to it
+        src = _per_prompt(image_embeddings, B) + dense_prompt_embeddings  # (B, C, h, w)
+        pos_src = _per_prompt(image_pe, B)
+        b, c, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)  # (B, 5 + N, C), (B, hw, C)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))  # (B, C/8, 4h, 4w)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
+            dim=1,
+        )  # (B, 4, C/8): one linear classifier per mask token
+        b, c8, H, W = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c8, H * W)).reshape(b, -1, H, W)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred
+
+
+def _per_prompt(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """Repeat a (1, C, h, w) map to (batch, C, h, w); a map already of that batch is kept."""
+    if x.shape[0] == batch:
+        return x
+    if x.shape[0] != 1:
+        raise ValueError(
+            f"image_embeddings: expected batch 1 or {batch} (one per prompt set), got {x.shape[0]}"
+        )
+    return x.expand(batch, -1, -1, -1)
