@@ -4,4 +4,7 @@ from .components import STAGES, build_sam, sam_model_registry
 from .config import TINY, VIT_B, VIT_H, VIT_L, SamConfig, get_config
 from .sam import Sam
 
+
+from .predictor import SamPredictor
+from .transforms import ResizeLongestSide
 __version__ = "0.1.0"

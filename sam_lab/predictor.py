@@ -1,0 +1,196 @@
+"""SamPredictor: encode an image once, then answer prompts in milliseconds.
+
+Paper §3 and §7.1. ``set_image`` resizes the image (long side 1024), normalises, pads and
+runs the heavy image encoder, keeping the embedding. ``predict`` then takes prompts in the
+*original* image's pixels, runs prompt encoder + mask decoder, and returns masks at the original
+size. Drop-in for Meta's ``segment_anything.SamPredictor``: same methods, arguments and returns.
+
+It talks to the model only through SAM's attribute interface (``image_encoder``,
+``prompt_encoder``, ``mask_decoder``, ``preprocess``, ``postprocess_masks``, ``mask_threshold``,
+``image_format``, ``device``), so it also drives Meta's own ``Sam`` (the reference backend).
+
+    predictor = SamPredictor(sam)
+    predictor.set_image(image)                         # (H, W, 3) uint8
+    masks, scores, logits = predictor.predict(point_coords=np.array([[500, 375]]),
+                                              point_labels=np.array([1]))
+    # masks (3, H, W) bool, scores (3,), logits (3, 256, 256)
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from .transforms import ResizeLongestSide
+from .validation import check_box, check_flag, check_image, check_mask_input, check_points
+
+
+class SamPredictor:
+    def __init__(self, sam_model) -> None:
+        self.model = sam_model
+        self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
+        self.reset_image()
+
+    # -------------------------------------------------------------------------- the image
+    def set_image(self, image, image_format: str = "RGB") -> None:
+        """Encode an (H, W, 3) uint8 image. ``image_format`` says its channel order ("RGB" or
+        "BGR", e.g. from OpenCV). Grayscale and RGBA are converted (see ``validation``)."""
+        image = check_image(image, image_format)
+        if image_format != self.model.image_format:
+            image = image[..., ::-1]
+        resized = self.transform.apply_image(image)
+        image_torch = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        self.set_torch_image(image_torch, image.shape[:2])
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: Tuple[int, ...]) -> None:
+        """Encode a (1, 3, h, w) tensor already resized by ``self.transform`` (long side = the
+        model's input size). ``original_image_size``: (H, W) before resizing."""
+        size = self.model.image_encoder.img_size
+        if (
+            not isinstance(transformed_image, torch.Tensor)
+            or transformed_image.ndim != 4
+            or transformed_image.shape[:2] != (1, 3)
+            or max(transformed_image.shape[2:]) != size
+        ):
+            shape = tuple(transformed_image.shape) if hasattr(transformed_image, "shape") else type(transformed_image).__name__
+            raise ValueError(
+                f"transformed_image: expected a (1, 3, h, w) tensor with max(h, w) == {size} "
+                f"(use predictor.transform.apply_image_torch), got {shape}"
+            )
+        self.reset_image()
+        self.original_size = tuple(int(s) for s in original_image_size)
+        self.input_size = tuple(int(s) for s in transformed_image.shape[-2:])
+        input_image = self.model.preprocess(transformed_image)
+        self.features = self.model.image_encoder(input_image)  # (1, 256, 64, 64)
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The cached (1, C, 64, 64) image embedding."""
+        self._require_image()
+        return self.features
+
+    def reset_image(self) -> None:
+        self.is_image_set = False
+        self.features = None
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None
+        self.original_size = None
+        self.input_size = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise RuntimeError("No image is set: call predictor.set_image(image) before predicting.")
+
+    @property
+    def low_res_size(self) -> Tuple[int, int]:
+        return tuple(4 * s for s in self.model.prompt_encoder.image_embedding_size)
+
+    # -------------------------------------------------------------------------- prompts
+    def predict(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Masks for one prompt set, in original-image pixels.
+
+        point_coords (N, 2) (x, y) pixels and point_labels (N,) with 1 = foreground,
+        0 = background; box (4,) x0, y0, x1, y1; mask_input (1, 256, 256) low-res logits from a
+        previous call (refinement). ``multimask_output`` returns 3 candidates (whole / part /
+        subpart) instead of 1 — use it for a single ambiguous click.
+        Returns masks (C, H, W) bool (or logits with ``return_logits``), IoU scores (C,) and
+        low-res logits (C, 256, 256), as numpy arrays.
+        """
+        self._require_image()
+        coords, labels = check_points(point_coords, point_labels, self.original_size)
+        box = check_box(box, self.original_size)
+        mask_input = check_mask_input(mask_input, self.low_res_size)
+        multimask_output = check_flag("multimask_output", multimask_output)
+        return_logits = check_flag("return_logits", return_logits)
+
+        coords_torch = labels_torch = box_torch = mask_torch = None
+        if coords is not None:
+            coords = self.transform.apply_coords(coords, self.original_size)
+            coords_torch = torch.as_tensor(coords, dtype=torch.float, device=self.device)[None]
+            labels_torch = torch.as_tensor(labels, dtype=torch.int, device=self.device)[None]
+        if box is not None:
+            box = self.transform.apply_boxes(box, self.original_size)
+            box_torch = torch.as_tensor(box, dtype=torch.float, device=self.device)
+        if mask_input is not None:
+            mask_torch = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)[None]
+
+        masks, iou_predictions, low_res = self.predict_torch(
+            coords_torch, labels_torch, box_torch, mask_torch, multimask_output, return_logits
+        )
+        return (
+            masks[0].detach().cpu().numpy(),
+            iou_predictions[0].detach().float().cpu().numpy(),
+            low_res[0].detach().float().cpu().numpy(),
+        )
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batched prompts, already in resized-image pixels (``self.transform.apply_*_torch``).
+
+        point_coords (B, N, 2), point_labels (B, N), boxes (B, 4), mask_input (B, 1, 256, 256).
+        Returns masks (B, C, H, W), IoU (B, C) and low-res logits (B, C, 256, 256).
+        """
+        self._require_image()
+        _check_batch(point_coords, point_labels, boxes, mask_input, self.low_res_size)
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        low_res, iou_predictions = self.model.mask_decoder(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou_predictions, low_res
+
+
+def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size) -> None:
+    """Shapes of batched torch prompts: one batch size B shared by all that are given."""
+    batch = {}
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords/point_labels: give both or neither")
+    if point_coords is not None:
+        if point_coords.ndim != 3 or point_coords.shape[-1] != 2:
+            raise ValueError(f"point_coords: expected shape (B, N, 2), got {tuple(point_coords.shape)}")
+        if tuple(point_labels.shape) != tuple(point_coords.shape[:2]):
+            raise ValueError(
+                f"point_labels: expected shape {tuple(point_coords.shape[:2])} to match point_coords, "
+                f"got {tuple(point_labels.shape)}"
+            )
+        batch["point_coords"] = point_coords.shape[0]
+    if boxes is not None:
+        if boxes.ndim != 2 or boxes.shape[-1] != 4:
+            raise ValueError(f"boxes: expected shape (B, 4), got {tuple(boxes.shape)}")
+        batch["boxes"] = boxes.shape[0]
+    if mask_input is not None:
+        if mask_input.ndim != 4 or tuple(mask_input.shape[1:]) != (1, *low_res_size):
+            raise ValueError(
+                f"mask_input: expected shape (B, 1, {low_res_size[0]}, {low_res_size[1]}), got {tuple(mask_input.shape)}"
+            )
+        batch["mask_input"] = mask_input.shape[0]
+    if len(set(batch.values())) > 1:
+        raise ValueError(f"prompts: batch sizes differ: {batch}")
