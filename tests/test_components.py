@@ -1,0 +1,158 @@
+"""Every stage can be swapped for another implementation of the same interface.
+
+Each stage is replaced by an *independent* implementation — Meta's class for it where one
+exists, otherwise one written here — and the swapped model, given the same weights, must give
+the same outputs as ours. A deliberately wrong stage must change them (the test can fail).
+"""
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from segment_anything import modeling as reference
+
+from reference import randomize_
+from sam_lab import STAGES, build_sam
+from sam_lab.two_way_attention import TwoWayAttentionBlock
+
+torch.set_num_threads(2)
+
+
+class EinsumNeck(nn.Module):
+    """The neck written without nn.Sequential: 1x1 conv as an einsum, LayerNorm via F.layer_norm."""
+
+    def __init__(self, embed_dim, out_chans):
+        super().__init__()
+        # parameter names mirror the checkpoint keys neck.0 .. neck.3
+        self.add_module("0", nn.Conv2d(embed_dim, out_chans, 1, bias=False))
+        self.add_module("1", _ChannelNorm(out_chans))
+        self.add_module("2", nn.Conv2d(out_chans, out_chans, 3, padding=1, bias=False))
+        self.add_module("3", _ChannelNorm(out_chans))
+
+    def forward(self, x):
+        w = getattr(self, "0").weight[:, :, 0, 0]  # (out, in)
+        x = torch.einsum("oc,bchw->bohw", w, x)
+        x = getattr(self, "1")(x)
+        x = getattr(self, "2")(x)
+        return getattr(self, "3")(x)
+
+
+class _ChannelNorm(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, eps=1e-6)
+        return x.permute(0, 3, 1, 2)
+
+
+def reference_image_encoder(**kwargs):
+    kwargs["global_attn_indexes"] = list(kwargs["global_attn_indexes"])
+    return reference.ImageEncoderViT(**kwargs)
+
+
+# stage -> an independent implementation with the same constructor interface
+INDEPENDENT = {
+    "image_encoder": reference_image_encoder,
+    "patch_embed": reference.image_encoder.PatchEmbed,
+    "encoder_block": reference.image_encoder.Block,
+    "neck": EinsumNeck,
+    "prompt_encoder": reference.PromptEncoder,
+    "positional_encoding": reference.prompt_encoder.PositionEmbeddingRandom,
+    "two_way_attention": reference.TwoWayTransformer,
+    "two_way_block": reference.transformer.TwoWayAttentionBlock,
+    "mask_decoder": reference.MaskDecoder,
+}
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return randomize_(build_sam("tiny"), seed=3)
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    g = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, 256, 192), generator=g).float()
+    return [
+        {
+            "image": image,
+            "original_size": (400, 300),
+            "point_coords": torch.rand(2, 3, 2, generator=g) * 190,
+            "point_labels": torch.tensor([[1, 0, 1], [1, 1, 0]]),
+            "boxes": torch.tensor([[10.0, 20.0, 150.0, 200.0], [0.0, 0.0, 100.0, 60.0]]),
+            "mask_inputs": torch.randn(2, 1, 64, 64, generator=g),
+        }
+    ]
+
+
+def run(model, inputs):
+    out = model(inputs, multimask_output=True)[0]
+    return out["low_res_logits"], out["iou_predictions"]
+
+
+def test_every_stage_has_an_independent_implementation_under_test():
+    assert set(INDEPENDENT) == set(STAGES)
+
+
+@pytest.mark.parametrize("stage", sorted(INDEPENDENT))
+def test_swapping_a_stage_for_an_equivalent_one_gives_same_outputs(stage, ours, inputs):
+    swapped = build_sam("tiny", **{stage: INDEPENDENT[stage]})
+    swapped.load_state_dict(ours.state_dict(), strict=True)
+    logits, iou = run(swapped, inputs)
+    expected_logits, expected_iou = run(ours, inputs)
+    torch.testing.assert_close(logits, expected_logits, atol=1e-4, rtol=0)
+    torch.testing.assert_close(iou, expected_iou, atol=1e-4, rtol=0)
+    # and the swapped class really is in the model
+    found = [m for m in swapped.modules() if type(m).__module__.startswith(("segment_anything", __name__))]
+    assert found, f"no module of the swapped-in {stage} implementation was found"
+
+
+def test_a_built_module_can_be_swapped_in_as_an_instance(ours, inputs):
+    transformer = reference.TwoWayTransformer(depth=2, embedding_dim=64, num_heads=4, mlp_dim=256)
+    swapped = build_sam("tiny", two_way_attention=transformer)
+    assert swapped.mask_decoder.transformer is transformer
+    swapped.load_state_dict(ours.state_dict(), strict=True)
+    torch.testing.assert_close(run(swapped, inputs)[0], run(ours, inputs)[0], atol=1e-4, rtol=0)
+
+
+class BlockWithoutPositions(TwoWayAttentionBlock):
+    """A plausible learner mistake: forget to re-add positional encodings in cross-attention."""
+
+    def forward(self, queries, keys, query_pe, key_pe):
+        return super().forward(queries, keys, torch.zeros_like(query_pe), torch.zeros_like(key_pe))
+
+
+def test_a_wrong_stage_changes_the_outputs(ours, inputs):
+    swapped = build_sam("tiny", two_way_block=BlockWithoutPositions)
+    swapped.load_state_dict(ours.state_dict(), strict=True)
+    assert (run(swapped, inputs)[0] - run(ours, inputs)[0]).abs().max() > 1e-2
+
+
+def test_unknown_stage_name_is_refused():
+    with pytest.raises(TypeError, match="unknown stage"):
+        build_sam("tiny", transformer=nn.Identity)
+
+
+def test_inconsistent_config_widths_are_refused():
+    from dataclasses import replace
+
+    from sam_lab.config import TINY
+
+    bad = replace(TINY, prompt_encoder=replace(TINY.prompt_encoder, embed_dim=32))
+    with pytest.raises(ValueError, match="must be equal"):
+        build_sam(bad)
+
+
+def test_registry_builds_each_variant_by_name():
+    from sam_lab import sam_model_registry
+
+    assert set(sam_model_registry) == {"default", "vit_b", "vit_l", "vit_h", "tiny"}
+    tiny = sam_model_registry["tiny"]()
+    assert tiny.config.name == "tiny" and not tiny.training
+    with pytest.raises(ValueError, match="config: expected one of"):
+        build_sam("vit_x")
