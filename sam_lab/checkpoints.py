@@ -13,33 +13,35 @@ is ``model.load_state_dict`` after checks that turn the usual failures into read
 
 ``.safetensors`` files hold nothing but tensors by design and are read with ``safetensors``.
 
-``download_checkpoint`` fetches an official file with resume and SHA-256 verification, and
-``find_checkpoint`` looks for one already on disk. On integrity: Meta names each file after the
-first six hex digits of its SHA-256 (``sam_vit_b_01ec64.pth``), the ``torch.hub`` convention.
-:data:`CHECKPOINTS` records a full hash only where one has been verified (none yet, so every
-``sha256`` is None); without one, a download is checked against that six-digit prefix.
+``download_checkpoint`` fetches an official file with resume and verification, and
+``find_checkpoint`` looks for one already on disk. On integrity: the six hex digits in Meta's
+file names (``sam_vit_b_01ec64.pth``) are the start of the file's **MD5**, not of its SHA-256.
+:data:`CHECKPOINTS` records each official file's full MD5 (the name holds its first six digits;
+the full digests are published by many projects that fetch these files), and a full ``sha256``
+only where one has been verified (none yet, so every ``sha256`` is None). A download is checked
+against, in this order: the caller's ``sha256=``, the table's ``sha256``, the table's full
+``md5``, the MD5 prefix in the file name. MD5 catches damage in transit, not a forged file; the
+SHA-256 of every verified file is logged (logger ``sam_lab.download``, level INFO) so that you
+can pin it with ``sha256=``. The download code lives in :mod:`sam_lab.download` and is
+importable from here as well.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import http.client
 import os
 import pickle
 import re
-import time
-import urllib.error
-import urllib.request
 import uuid
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from .download import DownloadError, download_checkpoint  # see __getattr__ at the end
 
 PathLike = Union[str, os.PathLike]
 ENV_VAR = "SAM_LAB_CHECKPOINTS"  # a folder to look in before the default cache
@@ -50,31 +52,28 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded (or verified); the message names the file."""
 
 
-class DownloadError(OSError):
-    """A download that failed on the network side; the message names the URL."""
-
-
 @dataclass(frozen=True)
 class CheckpointInfo:
     variant: str
     filename: str
     url: str
     size: int  # bytes
-    sha256: Optional[str] = None  # full hex digest; None until verified (see module docstring)
+    md5: Optional[str] = None  # full hex digest of Meta's file (see module docstring)
+    sha256: Optional[str] = None  # full hex digest; None until verified
 
     @property
     def hash_prefix(self) -> str:
-        """First six hex digits of the file's SHA-256, as written in its name."""
+        """First six hex digits of the file's MD5, as written in its name."""
         return Path(self.filename).stem.rsplit("_", 1)[-1]
 
 
 _URL_FOLDER = "https://dl.fbaipublicfiles.com/segment_anything/"
 CHECKPOINTS: Dict[str, CheckpointInfo] = {
-    variant: CheckpointInfo(variant, filename, _URL_FOLDER + filename, size)
-    for variant, filename, size in [
-        ("vit_h", "sam_vit_h_4b8939.pth", 2_564_550_879),
-        ("vit_l", "sam_vit_l_0b3195.pth", 1_249_524_607),
-        ("vit_b", "sam_vit_b_01ec64.pth", 375_042_383),
+    variant: CheckpointInfo(variant, filename, _URL_FOLDER + filename, size, md5)
+    for variant, filename, size, md5 in [
+        ("vit_h", "sam_vit_h_4b8939.pth", 2_564_550_879, "4b8939a88964f0f4ff5f5b2642c598a6"),
+        ("vit_l", "sam_vit_l_0b3195.pth", 1_249_524_607, "0b3195507c641ddb6910d2bb5adee89c"),
+        ("vit_b", "sam_vit_b_01ec64.pth", 375_042_383, "01ec64d29a2fca3f0661936605ae66f8"),
     ]
 }
 
@@ -263,100 +262,11 @@ def find_checkpoint(variant: str, folder: Optional[PathLike] = None) -> Optional
     return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+def __getattr__(name: str):
+    # download_checkpoint and DownloadError live in sam_lab.download, which imports this module;
+    # they are fetched on first use here, so either module can be imported first.
+    if name in ("download_checkpoint", "DownloadError"):
+        from . import download
 
-
-def _fetch(url: str, part: Path, progress: bool, chunk_size: int) -> None:
-    """Download `url` into `part`, asking only for the bytes after those `part` already holds."""
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and have:  # nothing after the bytes we have: `part` is complete
-            return
-        raise DownloadError(f"{url}: the server answered HTTP {error.code} {error.reason}") from error
-    except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
-        raise DownloadError(f"{url}: could not connect: {getattr(error, 'reason', error)}") from error
-    with response:
-        if have and response.status != 206:
-            have = 0  # the server ignored Range and sends the whole file: start over
-        elif have and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-            raise DownloadError(f"{url}: the server resumed at the wrong offset")
-        length = response.headers.get("Content-Length")
-        total = have + int(length) if length else None
-        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                   desc=part.name[: -len(".part")], disable=not progress)
-        with open(part, "ab" if have else "wb") as file, bar:
-            try:
-                while chunk := response.read(chunk_size):
-                    file.write(chunk)
-                    bar.update(len(chunk))
-            except (OSError, http.client.HTTPException):
-                pass  # connection lost; reported just below
-            received = file.tell()
-    if total is not None and received < total:
-        raise DownloadError(
-            f"{url}: connection lost after {received} of {total} bytes; the partial download "
-            f"is kept in {part} and the next call resumes it"
-        )
-
-
-def download_checkpoint(
-    variant: str,
-    dest: PathLike,
-    url: Optional[str] = None,
-    sha256: Optional[str] = None,
-    progress: bool = True,
-    chunk_size: int = 1 << 20,
-    retries: int = 3,
-) -> Path:
-    """Download the official checkpoint of `variant` and return its path.
-
-    dest: a folder (the official file name is used; a trailing "/" makes a new one) or a file
-    path. url: a mirror instead of Meta's URL. sha256: the expected hash; default: the one in
-    CHECKPOINTS, else the six-digit prefix in the official file name. Bytes arrive in
-    ``<dest>.part``, which a later call (or one of `retries` immediate retries) resumes with an
-    HTTP Range request; the file is renamed into place only once verified. A file already at
-    `dest` that verifies is returned without downloading anything."""
-    info = _checkpoint_info(variant)
-    url = url or info.url
-    is_folder = os.fspath(dest).endswith(("/", os.sep))
-    dest = Path(dest).expanduser()
-    if is_folder or dest.is_dir():
-        dest = dest / info.filename
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    expected = (sha256 or info.sha256 or info.hash_prefix).lower()
-    what = "sha256" if len(expected) == 64 else "sha256 prefix"
-
-    if dest.is_file():
-        if _sha256(dest).startswith(expected):
-            return dest  # already here and verified
-        warnings.warn(f"{dest}: its sha256 does not match {expected}; removing and downloading again")
-        dest.unlink()
-
-    part = dest.with_name(dest.name + ".part")
-    for attempt in range(retries + 1):
-        try:
-            _fetch(url, part, progress, chunk_size)
-            break
-        except DownloadError as error:
-            # an HTTP status (404, 403, ...) is the server's answer; other failures may pass
-            if attempt == retries or isinstance(error.__cause__, urllib.error.HTTPError):
-                raise
-            time.sleep(attempt)  # 0 s, then 1 s, 2 s, ...
-
-    actual = _sha256(part)
-    if not actual.startswith(expected):
-        part.unlink()  # never leave a bad file where it could be mistaken for a good one
-        raise CheckpointError(
-            f"{dest}: downloaded from {url}, but its sha256 is {actual}; expected {what} "
-            f"{expected}. The file was removed; download it again, or check the URL"
-        )
-    _sync_and_move(part, dest)
-    return dest
+        return getattr(download, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import logging
 import os
 import random
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sam_lab import checkpoints
+from sam_lab import checkpoints, download
 from sam_lab.checkpoints import (
     CHECKPOINTS,
     CheckpointError,
@@ -274,15 +275,16 @@ def test_save_checkpoint_failing_half_way_leaves_old_file_intact(tmp_path, monke
 
 def test_official_checkpoint_table():
     expected = {
-        "vit_h": ("sam_vit_h_4b8939.pth", 2_564_550_879, "4b8939"),
-        "vit_l": ("sam_vit_l_0b3195.pth", 1_249_524_607, "0b3195"),
-        "vit_b": ("sam_vit_b_01ec64.pth", 375_042_383, "01ec64"),
+        "vit_h": ("sam_vit_h_4b8939.pth", 2_564_550_879, "4b8939a88964f0f4ff5f5b2642c598a6"),
+        "vit_l": ("sam_vit_l_0b3195.pth", 1_249_524_607, "0b3195507c641ddb6910d2bb5adee89c"),
+        "vit_b": ("sam_vit_b_01ec64.pth", 375_042_383, "01ec64d29a2fca3f0661936605ae66f8"),
     }
-    for variant, (filename, size, prefix) in expected.items():
+    for variant, (filename, size, md5) in expected.items():
         info = CHECKPOINTS[variant]
-        assert (info.filename, info.size, info.hash_prefix) == (filename, size, prefix)
+        assert (info.filename, info.size, info.md5) == (filename, size, md5)
         assert info.url == "https://dl.fbaipublicfiles.com/segment_anything/" + filename
-        assert info.sha256 is None or (len(info.sha256) == 64 and info.sha256.startswith(prefix))
+        assert info.hash_prefix == md5[:6]  # the name carries the MD5's first six digits
+        assert info.sha256 is None or len(info.sha256) == 64
 
 
 def test_find_checkpoint_looks_in_folder_then_env_then_home_cache(tmp_path, monkeypatch):
@@ -313,6 +315,7 @@ def test_find_checkpoint_looks_in_folder_then_env_then_home_cache(tmp_path, monk
 
 PAYLOAD = random.Random(42).randbytes(3 * 2**20 + 12345)
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 CHUNK = 64 * 1024
 
 
@@ -432,15 +435,71 @@ def test_hash_mismatch_removes_file_and_raises(tmp_path, serve):
     assert os.listdir(tmp_path) == []
 
 
-def test_without_full_hash_the_file_name_prefix_is_checked(tmp_path, serve, monkeypatch):
+OFFICIAL_VIT_B = CHECKPOINTS["vit_b"]
+
+
+def patch_table(monkeypatch, **changes):
+    """Replace CHECKPOINTS["vit_b"] for this test by the official entry with `changes`."""
+    monkeypatch.setitem(CHECKPOINTS, "vit_b", replace(OFFICIAL_VIT_B, **changes))
+
+
+def test_official_file_is_verified_by_full_md5_and_its_sha256_logged(tmp_path, serve, monkeypatch, caplog):
     server = serve()
-    official = CHECKPOINTS["vit_b"]
-    good = replace(official, filename=f"sam_vit_b_{PAYLOAD_SHA256[:6]}.pth", url=server.url)
-    monkeypatch.setitem(CHECKPOINTS, "vit_b", good)
+    patch_table(monkeypatch, md5=PAYLOAD_MD5)  # the official name, whose prefix 01ec64 is not ours
+    assert not PAYLOAD_MD5.startswith("01ec64")
+    with caplog.at_level(logging.INFO, logger="sam_lab.download"):
+        path = fetch(server, tmp_path, sha256=None)
+    assert path == tmp_path / "sam_vit_b_01ec64.pth" and path.read_bytes() == PAYLOAD
+    assert PAYLOAD_SHA256 in caplog.text and "md5 verified" in caplog.text
+
+    assert fetch(server, tmp_path, sha256=None) == path  # the file on disk verifies by md5 too
+    assert len(server.ranges) == 1
+
+
+def test_md5_mismatch_removes_file_and_raises(tmp_path, serve):
+    server = serve()  # the table's real md5 for vit_b, which PAYLOAD does not have
+    with pytest.raises(CheckpointError, match=f"md5 is {PAYLOAD_MD5}; expected md5 "
+                                              f"{OFFICIAL_VIT_B.md5}.*removed"):
+        fetch(server, tmp_path, sha256=None)
+    assert os.listdir(tmp_path) == []
+
+
+def test_sha256_takes_precedence_over_md5(tmp_path, serve, monkeypatch):
+    server = serve()
+    # an explicit sha256 is used even though the table's md5 does not match PAYLOAD ...
+    assert fetch(server, tmp_path / "a.pth", sha256=PAYLOAD_SHA256).read_bytes() == PAYLOAD
+    # ... and a wrong one fails even though the md5 would match
+    patch_table(monkeypatch, md5=PAYLOAD_MD5)
+    with pytest.raises(CheckpointError, match=f"sha256 is {PAYLOAD_SHA256}; expected sha256 0{{64}}"):
+        fetch(server, tmp_path / "b.pth", sha256="0" * 64)
+    # the table's sha256, when recorded, comes before its md5
+    patch_table(monkeypatch, md5="0" * 32, sha256=PAYLOAD_SHA256)
+    assert fetch(server, tmp_path / "c.pth", sha256=None).read_bytes() == PAYLOAD
+    assert sorted(os.listdir(tmp_path)) == ["a.pth", "c.pth"]
+
+
+def test_download_hashes_the_file_once_for_both_digests(tmp_path, serve, monkeypatch):
+    server = serve()
+    calls, real_hashes = [], download._hashes
+
+    def counting_hashes(path):
+        calls.append(path)
+        return real_hashes(path)
+
+    monkeypatch.setattr(download, "_hashes", counting_hashes)
+    patch_table(monkeypatch, md5=PAYLOAD_MD5)
+    fetch(server, tmp_path, sha256=None)
+    assert len(calls) == 1
+    assert real_hashes(tmp_path / "sam_vit_b_01ec64.pth") == {"sha256": PAYLOAD_SHA256, "md5": PAYLOAD_MD5}
+
+
+def test_without_full_hash_the_file_name_md5_prefix_is_checked(tmp_path, serve, monkeypatch):
+    server = serve()
+    patch_table(monkeypatch, filename=f"sam_vit_b_{PAYLOAD_MD5[:6]}.pth", md5=None)
     assert fetch(server, tmp_path, sha256=None).read_bytes() == PAYLOAD
 
-    monkeypatch.setitem(CHECKPOINTS, "vit_b", replace(good, filename="sam_vit_b_000000.pth"))
-    with pytest.raises(CheckpointError, match="expected sha256 prefix 000000"):
+    patch_table(monkeypatch, filename="sam_vit_b_000000.pth", md5=None)
+    with pytest.raises(CheckpointError, match="expected md5 prefix 000000"):
         fetch(server, tmp_path, sha256=None)
     assert not (tmp_path / "sam_vit_b_000000.pth").exists()
 
