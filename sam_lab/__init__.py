@@ -1,10 +1,21 @@
-"""sam_lab: learn the Segment Anything Model by building it, stage by stage."""
-from .backends import attention_kernel, get_attention_kernel, record_attention, set_attention_kernel
+"""sam_lab: learn the Segment Anything Model by building it, stage by stage.
+
+    import sam_lab
+    sam = sam_lab.sam_model_registry["vit_b"](checkpoint="sam_vit_b_01ec64.pth")
+    predictor = sam_lab.SamPredictor(sam)
+"""
+from .backends import (
+    attention_kernel,
+    autocast,
+    get_attention_kernel,
+    pick_device,
+    record_attention,
+    set_attention_kernel,
+)
 from .components import STAGES, build_sam, sam_model_registry
 from .config import TINY, VIT_B, VIT_H, VIT_L, SamConfig, get_config
-from .sam import Sam
-
-
 from .predictor import SamPredictor
+from .sam import Sam
 from .transforms import ResizeLongestSide
+
 __version__ = "0.1.0"

@@ -19,16 +19,19 @@ POINT = np.array([[250.0, 140.0]])
 POSITIVE = np.array([1])
 
 
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
 def max_diff(a, b) -> float:
-    a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-    b = b.detach().cpu().numpy() if isinstance(b, torch.Tensor) else np.asarray(b)
+    a, b = _numpy(a), _numpy(b)
     assert a.shape == b.shape, (a.shape, b.shape)
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
 
 
 def assert_same_prediction(ref_out, our_out, tol):
-    masks_r, iou_r, low_r = ref_out
-    masks_o, iou_o, low_o = our_out
+    masks_r, iou_r, low_r = (_numpy(x) for x in ref_out)
+    masks_o, iou_o, low_o = (_numpy(x) for x in our_out)
     assert max_diff(low_r, low_o) <= tol, "low-res logits differ"
     assert max_diff(iou_r, iou_o) <= tol, "IoU predictions differ"
     if masks_r.dtype == bool:
