@@ -1,0 +1,86 @@
+"""SAM's training losses (paper §3 "Losses and training", appendix A).
+
+Mask loss     20 * focal + 1 * dice on the mask logits (the 20:1 ratio of the paper)
+IoU loss      mean-squared error between the IoU head's prediction for each mask and that
+              mask's actual IoU with the ground truth (the target is not differentiated)
+Min-loss      with three outputs (one ambiguous prompt), only the mask with the lowest mask
+              loss is trained, so the three tokens are free to specialise on whole / part /
+              subpart instead of averaging them into a blur
+
+Shapes: logits (B, C, H, W) with C = 3 or 1; target (B, H, W) bool or 0/1 float.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+
+FOCAL_WEIGHT = 20.0
+DICE_WEIGHT = 1.0
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Sigmoid focal loss (Lin et al., 2017) averaged over pixels: (B, C, H, W) -> (B, C).
+
+    Cross-entropy scaled by (1 - p_t)^gamma, so easy pixels (most of the background) count
+    little; alpha weighs the positive class (a negative alpha switches that off).
+    """
+    target = target.to(logits.dtype)
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * target + (1 - alpha) * (1 - target)) * loss
+    return loss.flatten(2).mean(-1)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """1 - Dice coefficient of sigmoid(logits) and the target, per mask: (B, C, H, W) -> (B, C)."""
+    p = torch.sigmoid(logits).flatten(2)
+    t = target.to(logits.dtype).flatten(2)
+    overlap = (p * t).sum(-1)
+    return 1 - (2 * overlap + smooth) / (p.sum(-1) + t.sum(-1) + smooth)
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """IoU of each thresholded mask with the target: (B, C, H, W) -> (B, C). Empty vs empty = 1."""
+    pred = logits > threshold
+    t = target.bool()
+    inter = (pred & t).flatten(2).sum(-1).float()
+    union = (pred | t).flatten(2).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+
+
+def sam_loss(
+    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, iou_weight: float = 1.0
+) -> Dict[str, torch.Tensor]:
+    """The full loss for a batch of predictions against one ground-truth mask each.
+
+    logits (B, C, H, W), iou_pred (B, C), target (B, H, W). Target masks of another size are
+    resized to the logits' size (nearest). Returns a dict with the scalar ``loss`` and its
+    parts: ``mask`` (of the chosen masks), ``iou`` (IoU-head MSE), ``chosen`` (B,) the index of
+    the lowest-loss mask, and ``iou_true`` (B, C).
+    """
+    if logits.ndim != 4 or iou_pred.shape != logits.shape[:2]:
+        raise ValueError(f"logits/iou_pred: expected (B, C, H, W) and (B, C), got {tuple(logits.shape)} and {tuple(iou_pred.shape)}")
+    target = target.float()
+    if target.ndim != 3 or target.shape[0] != logits.shape[0]:
+        raise ValueError(f"target: expected (B, H, W) with B = {logits.shape[0]}, got {tuple(target.shape)}")
+    if target.shape[-2:] != logits.shape[-2:]:
+        target = F.interpolate(target[:, None], size=logits.shape[-2:], mode="nearest")[:, 0]
+    target = target[:, None].expand_as(logits)  # (B, C, H, W): same target for each candidate
+    per_mask = FOCAL_WEIGHT * focal_loss(logits, target) + DICE_WEIGHT * dice_loss(logits, target)  # (B, C)
+    chosen = per_mask.argmin(dim=1)  # min over the candidates: only the best one learns
+    mask_term = per_mask.gather(1, chosen[:, None]).squeeze(1).mean()
+    with torch.no_grad():
+        iou_true = mask_iou(logits, target)
+    iou_term = F.mse_loss(iou_pred, iou_true)
+    return {
+        "loss": mask_term + iou_weight * iou_term,
+        "mask": mask_term.detach(),
+        "iou": iou_term.detach(),
+        "chosen": chosen,
+        "iou_true": iou_true,
+    }
