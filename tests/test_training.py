@@ -1,0 +1,196 @@
+"""Losses, click simulation, data and the training loop (exact resume, data parallel)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sam_lab import build_sam
+from sam_lab.interactive import (
+    farthest_from_boundary,
+    next_eval_click,
+    noisy_box,
+    round_plan,
+    sample_error_point,
+    simulate_training_episode,
+)
+from sam_lab.losses import dice_loss, focal_loss, mask_iou, sam_loss
+
+torch.set_num_threads(2)
+
+
+# ----------------------------------------------------------------------------- losses
+
+def test_focal_loss_matches_a_hand_worked_pixel():
+    # one pixel, logit 0 (p = 0.5), target 1: ce = ln 2, (1 - p_t)^2 = 0.25, alpha = 0.25
+    loss = focal_loss(torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1))
+    assert loss.shape == (1, 1)
+    assert loss.item() == pytest.approx(0.25 * 0.25 * np.log(2), rel=1e-6)
+    # a negative pixel is weighted by 1 - alpha = 0.75
+    loss = focal_loss(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1))
+    assert loss.item() == pytest.approx(0.75 * 0.25 * np.log(2), rel=1e-6)
+
+
+def test_dice_loss_is_zero_for_a_confident_perfect_mask_and_hand_worked_otherwise():
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert dice_loss(target * 40 - 20, target).item() == pytest.approx(0.0, abs=1e-6)
+    # logits 0 everywhere: p = 0.5; overlap 1, sums 2 + 2: 1 - (2*1 + 1) / (2 + 2 + 1) = 0.4
+    assert dice_loss(torch.zeros(1, 1, 2, 2), target).item() == pytest.approx(0.4, rel=1e-6)
+
+
+def test_mask_iou_counts_thresholded_pixels():
+    logits = torch.tensor([[[[1.0, 1.0], [1.0, -1.0]]]])
+    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert mask_iou(logits, target).item() == pytest.approx(2 / 3)
+    assert mask_iou(-torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item() == 1.0  # empty vs empty
+
+
+def test_only_the_lowest_loss_mask_gets_gradient():
+    target = torch.zeros(1, 8, 8)
+    target[0, :4] = 1
+    good = target[0] * 20 - 10
+    logits = torch.stack([torch.randn(8, 8), good, -good])[None].requires_grad_(True)  # (1, 3, 8, 8)
+    iou_pred = torch.zeros(1, 3, requires_grad=True)
+    out = sam_loss(logits, iou_pred, target)
+    assert out["chosen"].tolist() == [1]
+    out["loss"].backward()
+    grads = logits.grad.abs().flatten(2).sum(-1)[0]
+    assert grads[1] > 0 and grads[0] == 0 and grads[2] == 0
+
+
+def test_mask_loss_is_focal_and_dice_twenty_to_one_and_iou_head_regresses_true_iou():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 6, 6, generator=g)
+    target = (torch.rand(2, 6, 6, generator=g) > 0.5).float()
+    iou_pred = torch.tensor([[0.3], [0.9]])
+    out = sam_loss(logits, iou_pred, target)
+    expected_mask = (20 * focal_loss(logits, target[:, None]) + dice_loss(logits, target[:, None])).mean()
+    true_iou = mask_iou(logits, target[:, None])
+    expected_iou = ((iou_pred - true_iou) ** 2).mean()
+    assert out["loss"].item() == pytest.approx((expected_mask + expected_iou).item(), rel=1e-5)
+
+
+def test_sam_loss_names_bad_shapes():
+    with pytest.raises(ValueError, match="target: expected"):
+        sam_loss(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(3, 4, 4))
+
+
+# ----------------------------------------------------------------------------- simulation
+
+def test_round_plan_has_eight_points_and_two_mask_only_rounds_ending_with_one():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        plan = round_plan(rng)
+        assert len(plan) == 10 and sum(plan) == 8 and plan[-1] is False
+
+
+def test_noisy_box_noise_is_ten_percent_of_side_capped_at_20_px():
+    mask = np.zeros((600, 600), bool)
+    mask[100:500, 200:260] = True  # 60 wide, 400 tall
+    rng = np.random.default_rng(0)
+    boxes = np.stack([noisy_box(mask, rng) for _ in range(2000)])
+    dx = boxes[:, [0, 2]] - np.array([200, 259])
+    dy = boxes[:, [1, 3]] - np.array([100, 499])
+    assert np.std(dx) == pytest.approx(5.9, rel=0.1)  # 10 % of 59 px
+    assert np.abs(dy).max() <= 20.0 + 1e-9  # 10 % of 399 px would be 40: capped
+
+
+def test_error_points_are_positive_in_misses_and_negative_in_false_alarms():
+    gt = np.zeros((10, 10), bool)
+    gt[:5] = True
+    pred = np.zeros((10, 10), bool)
+    pred[8:] = True  # misses the top half, wrongly includes the bottom rows
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        (x, y), label = sample_error_point(pred, gt, rng)
+        assert label == (1 if y < 5 else 0) and (y < 5 or y >= 8)
+    assert sample_error_point(gt, gt, rng) is None
+
+
+def test_eval_click_is_farthest_from_the_error_boundary():
+    gt = np.zeros((21, 21), bool)
+    gt[2:19, 2:19] = True
+    assert farthest_from_boundary(gt).tolist() == [10, 10]
+    (x, y), label = next_eval_click(np.zeros_like(gt), gt)
+    assert (x, y, label) == (10, 10, 1)
+
+
+def test_training_episode_runs_eleven_rounds_and_backpropagates():
+    model = build_sam("tiny").train()
+    images = torch.rand(2, 3, 256, 256) * 255
+    targets = torch.zeros(2, 256, 256, dtype=torch.bool)
+    targets[0, 50:150, 60:120] = True
+    targets[1, 100:200, 100:220] = True
+    calls = []
+    original = model.mask_decoder.forward
+    model.mask_decoder.forward = lambda *a, **k: calls.append(k["multimask_output"]) or original(*a, **k)
+    embeddings = model.image_encoder(model.preprocess(images))
+    out = simulate_training_episode(model, embeddings, targets, np.random.default_rng(0), use_box=False)
+    assert calls == [True] + [False] * 10  # one point: 3 masks; afterwards several prompts: 1
+    out["loss"].backward()
+    assert model.image_encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+    calls.clear()
+    simulate_training_episode(model, embeddings.detach(), targets, np.random.default_rng(0), use_box=True)
+    assert calls == [False] * 11  # a box is unambiguous: the single-output token throughout
+
+
+# ----------------------------------------------------------------------------- training loop
+
+def _cfg(tmp_path, **changes):
+    from sam_lab.train import TrainConfig
+
+    base = dict(steps=4, batch_size=2, num_images=6, out=str(tmp_path), checkpoint_every=2, warmup=2, seed=1)
+    base.update(changes)
+    return TrainConfig(**base)
+
+
+def test_learning_rate_warms_up_then_drops_tenfold_twice():
+    from sam_lab.train import TrainConfig, learning_rate
+
+    cfg = TrainConfig(steps=900, warmup=100, lr=1e-3)
+    assert learning_rate(0, cfg) == pytest.approx(1e-5)
+    assert learning_rate(99, cfg) == pytest.approx(1e-3)
+    assert learning_rate(599, cfg) == pytest.approx(1e-3)
+    assert learning_rate(600, cfg) == pytest.approx(1e-4)
+    assert learning_rate(899, cfg) == pytest.approx(1e-5)
+
+
+def test_resumed_training_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    from sam_lab.train import train
+
+    whole = train(_cfg(tmp_path / "whole"), resume=False, progress=False)["model"].state_dict()
+    train(_cfg(tmp_path / "killed"), resume=False, progress=False, stop_after=2)  # "killed" after step 2
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=True)["step"] == 2
+    resumed = train(_cfg(tmp_path / "killed"), resume=True, progress=False)["model"].state_dict()
+    for key in whole:
+        torch.testing.assert_close(resumed[key], whole[key], atol=0, rtol=0)
+    assert (tmp_path / "killed" / "model.safetensors").exists()
+
+
+def test_frozen_encoder_training_changes_only_the_decoder(tmp_path):
+    from sam_lab.train import train
+
+    torch.manual_seed(1)
+    before = dict(build_sam("tiny").named_parameters())
+    after = dict(train(_cfg(tmp_path, steps=2, freeze_encoder=True), resume=False, progress=False)["model"].named_parameters())
+    for key in before:  # parameters only: buffers such as the Fourier matrix never train
+        same = torch.equal(before[key], after[key])
+        assert same == key.startswith("image_encoder."), key
+
+
+def test_two_process_data_parallel_training_keeps_replicas_identical(tmp_path):
+    env = dict(os.environ, SAM_LAB_DDP_BACKEND="gloo", OMP_NUM_THREADS="1")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "sam_lab.train", "--steps", "3", "--batch-size", "2", "--num-images", "6",
+        "--out", str(tmp_path), "--threads", "1", "--eval-images", "0", "--warmup", "1",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    fingerprints = json.loads((tmp_path / "replicas.json").read_text())
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert (tmp_path / "model.safetensors").exists()
