@@ -192,5 +192,8 @@ def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size) ->
                 f"mask_input: expected shape (B, 1, {low_res_size[0]}, {low_res_size[1]}), got {tuple(mask_input.shape)}"
             )
         batch["mask_input"] = mask_input.shape[0]
-    if len(set(batch.values())) > 1:
-        raise ValueError(f"prompts: batch sizes differ: {batch}")
+    if batch:
+        first, size = next(iter(batch.items()))
+        for name, other in batch.items():
+            if other != size:
+                raise ValueError(f"{name}: expected batch size {size} to match {first}, got {other}")

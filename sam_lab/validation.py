@@ -27,15 +27,17 @@ def _describe(value) -> str:
 
 
 def _as_numeric_array(name: str, value, expected: str) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor
-        value = value.detach().cpu().numpy()
+    if hasattr(value, "detach"):  # a torch tensor (bfloat16 has no numpy dtype: go via float64)
+        value = value.detach().cpu()
+        value = (value.double() if value.is_floating_point() else value).numpy()
     if isinstance(value, (str, bytes, dict, set)) or value is None:
         raise TypeError(f"{name}: expected {expected}, got {_describe(value)}")
     try:
         array = np.asarray(value)
     except Exception as error:  # ragged lists and the like
         raise ValueError(f"{name}: expected {expected}, got {type(value).__name__} ({error})") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    real = np.issubdtype(array.dtype, np.number) and not np.issubdtype(array.dtype, np.complexfloating)
+    if array.dtype == object or not (real or array.dtype == bool):
         raise TypeError(f"{name}: expected {expected}, got {_describe(array)}")
     return array
 
@@ -53,16 +55,16 @@ def check_image(image, image_format: str = "RGB") -> np.ndarray:
             f"image: expected dtype uint8 (0..255), got {image.dtype}; "
             "convert floats in [0, 1] with (image * 255).round().astype(np.uint8)"
         )
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+        raise ValueError(f"image: expected shape (H, W, 3) (or (H, W), (H, W, 1), (H, W, 4)), got {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:  # checked on the shape that came, before converting
+        raise ValueError(f"image: expected a non-empty image, got shape {image.shape}")
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 1:
+    elif image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)
-    elif image.ndim == 3 and image.shape[2] == 4:
+    elif image.shape[2] == 4:
         image = image[:, :, :3]
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image: expected shape (H, W, 3) (or (H, W), (H, W, 4)), got {image.shape}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"image: expected a non-empty image, got shape {image.shape}")
     return image
 
 
