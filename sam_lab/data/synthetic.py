@@ -88,7 +88,7 @@ class SyntheticShapes:
         seed: int = 0,
         image_size: int = 256,
         max_objects: int = 3,
-        min_area: int = 40,
+        min_area: int = 80,
     ) -> None:
         if num_images < 1:
             raise ValueError(f"num_images: expected a positive count, got {num_images}")
@@ -178,7 +178,7 @@ class SyntheticShapes:
 
     def _object(self, rng, image: np.ndarray) -> List[Tuple[np.ndarray, int, str]]:
         S = self.image_size
-        size = rng.uniform(0.12, 0.28) * S
+        size = rng.uniform(0.14, 0.30) * S
         centre = rng.uniform(size * 0.6, S - size * 0.6, size=2)
         levels = []
         used_colours: List[str] = []
@@ -197,5 +197,5 @@ class SyntheticShapes:
             # the next level: smaller, shifted a little off centre but inside this one
             shift = rng.uniform(-0.25, 0.25, size=2) * size
             centre = centre + shift
-            size = size * rng.uniform(0.4, 0.6)
+            size = size * rng.uniform(0.45, 0.65)
         return levels
