@@ -1,0 +1,16 @@
+"""Clickable widgets (anywidget): prompt SAM, compare encoders, look inside.
+
+    from sam_lab.widgets import PromptWidget, pick_model, demo_image
+    choice = pick_model("tiny")            # trained weights when shipped, else labelled untrained
+    PromptWidget(sam_lab.SamPredictor(choice.model), demo_image(), model_label=choice.label)
+
+Each widget is a thin view over a pure-Python state object that tests and notebooks drive
+directly (``PromptState``, ``CompareState``, ``AttentionState``, ``PositionalEncodingState``);
+traitlets are the only channel to the page, whose ES module is the .js file beside the class.
+"""
+from .images import demo_image
+from .models import ModelChoice, estimate_encode_seconds, pick_model
+from .prompt import PromptWidget
+from .prompt_state import Prediction, PromptState
+
+__all__ = ["PromptWidget", "PromptState", "Prediction", "ModelChoice", "pick_model", "estimate_encode_seconds", "demo_image"]

@@ -1,0 +1,242 @@
+"""The state behind the click-to-segment widget: prompts in, candidate masks out, with history.
+
+Paper §3 and §7.1 (interactive segmentation). The widget is a thin view over this object; tests
+and notebooks drive it directly, exactly as a click would:
+
+    state = PromptState(predictor, image)            # image (H, W, 3) uint8, encoded once
+    state.add_point(120, 80)                         # (x, y) in original-image pixels, label 1
+    state.add_point(200, 90, label=0)                # a negative click refines the mask
+    state.set_box([40, 30, 260, 200])                # a box (x0, y0, x1, y1) joins the prompt
+    state.masks, state.scores, state.selected        # (C, H, W) bool, (C,), index of the chosen
+    state.select(2); state.undo(); state.reset()
+    state.export_png("mask.png"); state.export_coco_rle()
+
+Refinement: when a prompt *extends* the previous one (a point added, a box added), the chosen
+mask's low-res logits (1, 256, 256) go back in as ``mask_input``, as in SAM's interactive
+training and Meta's notebooks. A bad prompt (outside the image, zero-area box, wrong shape)
+raises the predictor's ``ValueError``/``TypeError`` and leaves the state exactly as it was.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from ..predictor import SamPredictor
+from ..rle import mask_to_rle
+from ..validation import check_box, check_image, check_points
+
+Point = Tuple[float, float, int]  # x, y in original-image pixels; label 1 = object, 0 = not
+Box = Tuple[float, float, float, float]  # x0, y0, x1, y1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One answer of the model: the prompt it was given and what came back."""
+
+    points: Tuple[Point, ...]
+    box: Optional[Box]
+    masks: np.ndarray  # (C, H, W) bool at the original image size
+    scores: np.ndarray  # (C,) predicted IoU
+    low_res_logits: np.ndarray  # (C, 256, 256): the next refinement's mask_input
+    selected: int  # the candidate the user (or the highest score) chose
+    refined: bool  # whether the previous mask's logits went in as mask_input
+    latency_ms: float  # prompt encoder + mask decoder + upsampling, measured around predict
+
+
+def normalise_points(points) -> Tuple[Point, ...]:
+    """[[x, y, label], ...] (lists, tuples or an (N, 3) array) -> a tuple of (x, y, label)."""
+    if points is None:
+        return ()
+    result = []
+    for i, point in enumerate(points):
+        if isinstance(point, (str, bytes)) or not hasattr(point, "__len__") or len(point) != 3:
+            raise ValueError(f"points: point {i} should be [x, y, label], got {point!r}")
+        x, y, label = point
+        if isinstance(label, bool) or label not in (0, 1):
+            raise ValueError(f"points: point {i} has label {label!r}; expected 1 (object) or 0 (background)")
+        try:
+            result.append((float(x), float(y), int(label)))
+        except (TypeError, ValueError):
+            raise TypeError(f"points: point {i} should hold numbers [x, y, label], got {point!r}") from None
+    return tuple(result)
+
+
+def normalise_box(box) -> Optional[Box]:
+    if box is None:
+        return None
+    if isinstance(box, (str, bytes)) or not hasattr(box, "__len__") or len(box) != 4:
+        raise ValueError(f"box: expected [x0, y0, x1, y1] or None, got {box!r}")
+    try:
+        return tuple(float(v) for v in box)
+    except (TypeError, ValueError):
+        raise TypeError(f"box: expected 4 numbers [x0, y0, x1, y1], got {box!r}") from None
+
+
+class PromptState:
+    """Prompts, candidate masks and undo history for one image and one predictor.
+
+    ``predictor``: a :class:`SamPredictor` (or a SAM model, wrapped in one). ``lazy=True``
+    encodes the image on the first prompt instead of now (the compare widget's panels).
+    ``multimask_output``: return 3 candidates (whole / part / subpart) for every prompt."""
+
+    def __init__(self, predictor, image=None, multimask_output: bool = True, lazy: bool = False) -> None:
+        self.predictor = predictor if isinstance(predictor, SamPredictor) else SamPredictor(predictor)
+        self.multimask_output = multimask_output
+        self.image: Optional[np.ndarray] = None
+        self.encode_ms: Optional[float] = None
+        self.current: Optional[Prediction] = None
+        self.history: List[Optional[Prediction]] = []  # earlier states, for undo
+        self._features = None  # the embedding we computed (another widget may share the predictor)
+        if image is not None:
+            self.set_image(image, lazy=lazy)
+
+    # ---------------------------------------------------------------------------- the image
+    def set_image(self, image, lazy: bool = False) -> None:
+        """Check and (unless ``lazy``) encode a new image; prompts and history are cleared.
+        A bad image raises and leaves the state as it was."""
+        image = check_image(image)
+        self.image, self.encode_ms, self._features = image, None, None
+        self.reset()
+        if not lazy:
+            self.encode()
+
+    @property
+    def image_hw(self) -> Optional[Tuple[int, int]]:
+        return None if self.image is None else tuple(self.image.shape[:2])
+
+    @property
+    def encoded(self) -> bool:
+        return self._features is not None and self.predictor.features is self._features
+
+    def encode(self) -> float:
+        """Run the image encoder now (if not done yet); returns the milliseconds it took."""
+        if self.image is None:
+            raise RuntimeError("No image is set: give the widget an image first.")
+        if not self.encoded:
+            start = time.perf_counter()
+            self.predictor.set_image(self.image)
+            self.encode_ms = (time.perf_counter() - start) * 1000
+            self._features = self.predictor.features
+        return self.encode_ms
+
+    # ---------------------------------------------------------------------------- prompts
+    def add_point(self, x: float, y: float, label: int = 1) -> Prediction:
+        return self.set_prompt(list(self.points) + [(x, y, label)], self.box)
+
+    def set_box(self, box) -> Prediction:
+        return self.set_prompt(self.points, box)
+
+    def set_prompt(self, points: Sequence = (), box=None) -> Optional[Prediction]:
+        """Predict for ``points`` ([[x, y, label], ...]) and ``box`` and make it the current state.
+
+        Raises ``ValueError``/``TypeError`` (with the predictor's message) for a bad prompt, and
+        ``RuntimeError`` without an image; the state is then unchanged."""
+        points, box = normalise_points(points), normalise_box(box)
+        if self.current is not None and (points, box) == (self.current.points, self.current.box):
+            return self.current  # the same prompt again (e.g. a traitlet echo): nothing to do
+        if not points and box is None:  # everything taken away: no mask (undo brings it back)
+            if self.current is not None:
+                self._push(None)
+            return None
+        if self.image is None:
+            raise RuntimeError("No image is set: give the widget an image first.")
+        coords = np.array([p[:2] for p in points], dtype=float) if points else None
+        labels = np.array([p[2] for p in points], dtype=int) if points else None
+        check_points(coords, labels, self.image_hw)  # before encoding: a bad click costs nothing
+        check_box(box, self.image_hw)
+        self.encode()
+        refined = self._extends(points, box)
+        mask_input = self.current.low_res_logits[self.current.selected][None] if refined else None
+        start = time.perf_counter()
+        masks, scores, logits = self.predictor.predict(
+            point_coords=coords, point_labels=labels, box=None if box is None else np.array(box),
+            mask_input=mask_input, multimask_output=self.multimask_output,
+        )
+        latency_ms = (time.perf_counter() - start) * 1000
+        prediction = Prediction(points, box, masks, scores, logits, int(np.argmax(scores)), refined, latency_ms)
+        self._push(prediction)
+        return prediction
+
+    def _extends(self, points, box) -> bool:
+        """Does the new prompt add to the current one (so the current mask can refine it)?"""
+        current = self.current
+        if current is None:
+            return False
+        kept_points = points[: len(current.points)] == current.points
+        kept_box = current.box is None or box == current.box
+        return kept_points and kept_box
+
+    def _push(self, prediction: Optional[Prediction]) -> None:
+        self.history.append(self.current)
+        self.current = prediction
+
+    def select(self, index: int) -> None:
+        """Choose candidate ``index``: it is shown, exported and refines the next prompt."""
+        if self.current is None:
+            raise ValueError("selected: there are no candidate masks yet; click on the image first")
+        count = len(self.current.scores)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < count:
+            raise ValueError(f"selected: expected a candidate index 0..{count - 1}, got {index!r}")
+        self.current = replace(self.current, selected=int(index))
+
+    def undo(self) -> bool:
+        """Go back to the state before the last prompt; False when there is nothing to undo."""
+        if not self.history:
+            return False
+        self.current = self.history.pop()
+        return True
+
+    def reset(self) -> None:
+        """Forget every prompt and mask (the image stays encoded)."""
+        self.current = None
+        self.history.clear()
+
+    # ---------------------------------------------------------------------------- results
+    @property
+    def points(self) -> Tuple[Point, ...]:
+        return () if self.current is None else self.current.points
+
+    @property
+    def box(self) -> Optional[Box]:
+        return None if self.current is None else self.current.box
+
+    @property
+    def masks(self) -> Optional[np.ndarray]:
+        return None if self.current is None else self.current.masks
+
+    @property
+    def scores(self) -> Optional[np.ndarray]:
+        return None if self.current is None else self.current.scores
+
+    @property
+    def selected(self) -> Optional[int]:
+        return None if self.current is None else self.current.selected
+
+    @property
+    def mask(self) -> Optional[np.ndarray]:
+        """The chosen candidate, (H, W) bool, or None before the first prompt."""
+        return None if self.current is None else self.current.masks[self.current.selected]
+
+    @property
+    def latency_ms(self) -> Optional[float]:
+        return None if self.current is None else self.current.latency_ms
+
+    def _require_mask(self) -> np.ndarray:
+        if self.current is None:
+            raise ValueError("export: there is no mask yet; click on the image first")
+        return self.mask
+
+    def export_png(self, path) -> Path:
+        """Write the chosen mask as a black-and-white PNG at the image's size; returns the path."""
+        path = Path(path)
+        Image.fromarray(self._require_mask().astype(np.uint8) * 255).save(path)
+        return path
+
+    def export_coco_rle(self) -> dict:
+        """The chosen mask in COCO's compressed RLE (``sam_lab.rle.rle_to_mask`` reads it back)."""
+        return mask_to_rle(self._require_mask())
