@@ -1,0 +1,116 @@
+"""Draw SAM's inputs and outputs on matplotlib axes: masks, point prompts, boxes, candidates.
+
+Everything is in the original image's pixels, the frame ``SamPredictor.predict`` takes prompts
+in and returns masks in:
+
+    show_mask(mask, ax)                  mask (H, W) bool -> a translucent coloured layer
+    show_points(coords, labels, ax)      coords (N, 2) as (x, y); labels (N,) 1 = fg, 0 = bg
+    show_box(box, ax)                    box (4,) as x0, y0, x1, y1
+    show_candidates(image, masks, scores, points=(coords, labels), box=box) -> Figure
+                                         one panel per mask (C, H, W), titled with its score
+
+Lessons import these; they do not copy plotting code into cells.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple, Union
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.patches import Rectangle
+
+DEFAULT_MASK_COLOR = (0.12, 0.47, 0.91, 0.55)  # RGBA: a blue that shows on most photos
+POSITIVE_COLOR = "limegreen"  # point label 1: "this is part of the object"
+NEGATIVE_COLOR = "red"  # point label 0: "this is not"
+BOX_COLOR = "gold"
+
+Color = Union[str, Sequence[float]]
+
+
+def show_mask(mask, ax: Axes, color: Optional[Color] = None) -> AxesImage:
+    """Overlay a binary mask on ``ax`` as one RGBA image layer.
+
+    mask: (H, W) bool (or 0/1, or a (1, H, W) array), in image pixels. color: any matplotlib
+    color; with no alpha of its own it gets 0.55. Pixels where the mask is False are fully
+    transparent, so the image underneath shows through. Returns the drawn ``AxesImage``.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.ndim != 2:
+        raise ValueError(f"mask: expected shape (H, W), got {mask.shape}")
+    if color is None:
+        rgba = DEFAULT_MASK_COLOR
+    else:
+        has_alpha = not isinstance(color, str) and len(color) == 4
+        rgba = to_rgba(color) if has_alpha else to_rgba(color, alpha=DEFAULT_MASK_COLOR[3])
+    layer = np.zeros((*mask.shape, 4), dtype=np.float32)  # (H, W, RGBA), transparent
+    layer[mask.astype(bool)] = rgba
+    return ax.imshow(layer, interpolation="nearest")
+
+
+def show_points(coords, labels, ax: Axes, marker_size: float = 220.0) -> None:
+    """Draw point prompts: positive (label 1) as green stars, negative (label 0) as red crosses.
+
+    coords: (N, 2) as (x, y) pixels; labels: (N,). Other labels (-1 padding, 2/3 box corners)
+    are not clicks and are not drawn.
+    """
+    coords = np.asarray(coords, dtype=float).reshape(-1, 2)
+    labels = np.asarray(labels).reshape(-1)
+    if len(labels) != len(coords):
+        raise ValueError(f"labels: expected {len(coords)} labels for {len(coords)} points, got {len(labels)}")
+    for label, color, marker in ((1, POSITIVE_COLOR, "*"), (0, NEGATIVE_COLOR, "X")):
+        chosen = coords[labels == label]
+        ax.scatter(chosen[:, 0], chosen[:, 1], s=marker_size, c=color, marker=marker,
+                   edgecolors="white", linewidths=1.2, zorder=3)
+
+
+def show_box(box, ax: Axes, color: Color = BOX_COLOR) -> Rectangle:
+    """Draw a box prompt (4,) given as x0, y0, x1, y1 pixels; returns the ``Rectangle``."""
+    x0, y0, x1, y1 = np.asarray(box, dtype=float).reshape(4)
+    rectangle = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=2.5, zorder=3)
+    ax.add_patch(rectangle)
+    return rectangle
+
+
+def show_candidates(
+    image,
+    masks,
+    scores,
+    points: Optional[Union[Tuple[np.ndarray, np.ndarray], np.ndarray]] = None,
+    box=None,
+    panel_size: float = 4.0,
+) -> Figure:
+    """One panel per candidate mask over the image, titled with the model's predicted IoU.
+
+    image: (H, W, 3); masks: (C, H, W) bool, as ``SamPredictor.predict`` returns them (C = 3
+    with ``multimask_output``, else 1); scores: (C,) predicted IoU. points: the prompt as
+    ``(coords (N, 2), labels (N,))``, or coords alone (all positive); box: (4,) x0, y0, x1, y1.
+    The highest-scoring panel says so in its title. Returns the ``Figure``.
+    """
+    masks = np.asarray(masks)
+    scores = np.asarray(scores).reshape(-1)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if len(scores) != len(masks):
+        raise ValueError(f"scores: expected one score per mask ({len(masks)}), got {len(scores)}")
+    if points is not None and not isinstance(points, tuple):
+        points = (points, np.ones(len(np.asarray(points).reshape(-1, 2)), dtype=int))
+
+    fig, axes = plt.subplots(1, len(masks), figsize=(panel_size * len(masks), panel_size), squeeze=False)
+    best = int(np.argmax(scores))
+    for i, (ax, mask, score) in enumerate(zip(axes[0], masks, scores)):
+        ax.imshow(image)
+        show_mask(mask, ax)
+        if points is not None:
+            show_points(*points, ax)
+        if box is not None:
+            show_box(box, ax)
+        ax.set_title(f"mask {i}: IoU score {score:.3f}" + (" (best)" if i == best else ""))
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
