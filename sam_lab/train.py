@@ -231,11 +231,13 @@ def main(argv=None) -> None:
             parser.add_argument(flag, type=type(value) if value is not None else str, default=value)
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT/last.pt exists")
     parser.add_argument("--eval-images", type=int, default=100, help="unseen synthetic images for the final evaluation")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (the schedule still follows --steps)")
     args = vars(parser.parse_args(argv))
     resume = not args.pop("no_resume")
     eval_images = args.pop("eval_images")
+    stop_after = args.pop("stop_after")
     cfg = TrainConfig(**args)
-    result = train(cfg, resume=resume)
+    result = train(cfg, resume=resume, stop_after=stop_after)
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0 and eval_images and result["step"] == cfg.steps:
         from .data import SyntheticShapes
