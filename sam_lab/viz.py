@@ -114,3 +114,25 @@ def show_candidates(
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def show_embedding_map(values, ax: Axes, predictor, cmap: str = "magma", alpha: float = 0.6,
+                       vmin: Optional[float] = None, vmax: Optional[float] = None) -> AxesImage:
+    """Overlay a map over the image-embedding grid (one value per cell, e.g. an attention map or
+    a similarity) on the image drawn in ``ax``, in the original image's pixels.
+
+    values: (h, w), the embedding grid (16x16 for tiny, 64x64 at full size); predictor: a
+    ``SamPredictor`` with an image set. The grid covers the padded, square model input; the
+    image fills its top-left ``predictor.input_size``, so the cells over the padding are cut off.
+    """
+    values = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"values: expected shape (h, w), got {values.shape}")
+    (H, W), (h_in, w_in) = predictor.original_size, predictor.input_size
+    side = predictor.model.image_encoder.img_size  # the padded model input's side in pixels
+    extent = (0, side * W / w_in, side * H / h_in, 0)  # the whole grid, in original pixels
+    layer = ax.imshow(values, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax, extent=extent,
+                      interpolation="nearest")
+    ax.set_xlim(0, W)
+    ax.set_ylim(H, 0)
+    return layer
