@@ -179,6 +179,8 @@ def build_model(variant: str = "vit_b", checkpoint=None, backend: str = "sam_lab
     if backend == "sam_lab":
         from .components import sam_model_registry
 
+        if variant not in sam_model_registry:
+            raise ValueError(f"variant: expected one of {sorted(sam_model_registry)}, got {variant!r}")
         return sam_model_registry[variant](checkpoint=checkpoint)
     if backend == "segment_anything":
         if not reference_available():

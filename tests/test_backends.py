@@ -95,3 +95,8 @@ def test_bf16_autocast_on_cuda_stays_close_to_fp32():
             half = model.image_encoder(x)
     assert half.dtype == torch.bfloat16
     assert (full - half.float()).abs().max() < 0.1 * full.abs().max()
+
+
+def test_unknown_variant_for_our_backend_is_named():
+    with pytest.raises(ValueError, match="variant: expected one of"):
+        backends.build_model("vit_xl")
