@@ -136,3 +136,50 @@ def show_embedding_map(values, ax: Axes, predictor, cmap: str = "magma", alpha: 
     ax.set_xlim(0, W)
     ax.set_ylim(H, 0)
     return layer
+
+
+def show_grid_map(values, ax: Axes, mark: Optional[Tuple[int, int]] = None, cmap: str = "viridis",
+                  title: Optional[str] = None, colorbar: bool = True) -> AxesImage:
+    """Draw one value per cell of a token grid, e.g. the relative-position bias of one query or
+    how similar one position's encoding is to every other position's.
+
+    values: (h, w); mark: (row, col) of a cell to mark with a white cross (the query). Returns the
+    drawn ``AxesImage``.
+    """
+    values = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"values: expected shape (h, w), got {values.shape}")
+    layer = ax.imshow(values, cmap=cmap, interpolation="nearest")
+    if mark is not None:
+        ax.scatter([mark[1]], [mark[0]], marker="x", s=80, c="white", linewidths=2.0, zorder=3)
+    if title is not None:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(layer, ax=ax, fraction=0.046, pad=0.04)
+    return layer
+
+
+def show_token_windows(ax: Axes, grid_size: int, window_size: int, patch_size: int = 16,
+                       image_hw: Optional[Tuple[int, int]] = None) -> None:
+    """Draw how a square token grid is cut into windows, in the model input's pixels.
+
+    A grid of ``grid_size`` tokens per side (each ``patch_size`` pixels) is padded up to a
+    multiple of ``window_size`` tokens; window borders are drawn every ``window_size *
+    patch_size`` pixels and the padding tokens are hatched. ``image_hw``: (h, w) of the resized
+    image inside the padded input: the input's own zero padding around it is drawn grey.
+    """
+    padded = -(-grid_size // window_size) * window_size  # round up to a multiple
+    side, padded_side, step = grid_size * patch_size, padded * patch_size, window_size * patch_size
+    for extra in (Rectangle((side, 0), padded_side - side, padded_side),
+                  Rectangle((0, side), side, padded_side - side)):
+        extra.set(fill=False, hatch="//", edgecolor="grey", linewidth=0)
+        ax.add_patch(extra)
+    for position in range(0, padded_side + 1, step):
+        ax.axhline(position, color="gold", linewidth=1.5)
+        ax.axvline(position, color="gold", linewidth=1.5)
+    if image_hw is not None:  # the input's own padding in grey, behind the image
+        h, w = image_hw
+        ax.add_patch(Rectangle((0, 0), side, side, facecolor="lightgrey", edgecolor="none", zorder=-1))
+        ax.add_patch(Rectangle((0, 0), w, h, fill=False, edgecolor="white", linestyle="--", linewidth=1.5))
+    ax.set_xlim(0, padded_side)
+    ax.set_ylim(padded_side, 0)
