@@ -97,19 +97,6 @@ def next_eval_click(pred: np.ndarray, gt: np.ndarray):
 
 # ----------------------------------------------------------------------------- training
 
-def _decode(model, embeddings, coords, labels, boxes, mask_inputs, multimask):
-    sparse, dense = model.prompt_encoder(
-        points=(coords, labels) if coords is not None else None, boxes=boxes, masks=mask_inputs
-    )
-    return model.mask_decoder(
-        image_embeddings=embeddings,
-        image_pe=model.prompt_encoder.get_dense_pe(),
-        sparse_prompt_embeddings=sparse,
-        dense_prompt_embeddings=dense,
-        multimask_output=multimask,
-    )
-
-
 def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_points: int = NUM_ERROR_POINTS) -> List[bool]:
     """For rounds 2..num_rounds: whether each adds a point. The last round adds none, and the
     other mask-only rounds go at random places before it (default: 8 points, 2 mask-only)."""
@@ -172,7 +159,7 @@ def simulate_training_episode(
             labels = new_labels if labels is None else torch.cat([labels, new_labels], 1)
         single_point = boxes is None and coords is not None and coords.shape[1] == 1
         multimask = single_point and not single_output
-        low_res, iou_pred = _decode(model, embeddings, coords, labels, boxes, mask_inputs, multimask=multimask)
+        low_res, iou_pred = model.decode(embeddings, coords, labels, boxes, mask_inputs, multimask_output=multimask)
         # the loss is taken at the low-res mask size against the area-downsampled target:
         # 16x cheaper than at full size, and what the decoder actually predicts
         out = sam_loss(low_res, iou_pred, gt_low)
