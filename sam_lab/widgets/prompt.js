@@ -99,6 +99,7 @@ function render({ model, el: container }) {
     latency.textContent = parts.join(" · ");
     sentAt = null;
     draw();
+    container.dataset.revision = String(model.get("revision")); // tests wait on this
   }
 
   model.on("change:revision", answered);

@@ -115,6 +115,7 @@ class PromptWidget(anywidget.AnyWidget):
     @traitlets.observe("selected")
     def _selected_changed(self, change) -> None:
         if not self._pushing:
+            self.received = f"kernel received selected = {change['new']}"
             self._handle(lambda: self.state.select(change["new"]))
 
     @traitlets.observe("command")

@@ -1,0 +1,266 @@
+"""The widgets in a real browser: Voila and JupyterLab serve the demo notebooks, headless
+Chromium (Debian's, driven by playwright) clicks them.
+
+Each click lands on a known pixel of the original image, computed from the <img> element's
+bounding box and natural size, at device scale factors 1 and 2; the test then waits for what the
+page shows (markers, mask overlay, scores) and for what the kernel says it received (the widget
+prints the original-image coordinates), and checks them against the intended pixel.
+Screenshots go to artifacts/ (gitignored).
+
+Chromium comes from Debian (`apt-get install -y chromium`, never `playwright install`); the tests
+are skipped, with the reason, only when it cannot be installed.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "widgets"
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGE_TIMEOUT_MS = 180_000  # a Voila page runs its whole notebook first (the compare demo encodes ViT-B)
+RESULT_TIMEOUT_MS = 60_000  # one click's answer, on a busy 2-core machine
+RECEIVED = re.compile(r"point \(x=(-?[\d.]+), y=(-?[\d.]+)\), label (\d)")
+
+
+# ------------------------------------------------------------------------------ fixtures
+def _install_chromium() -> str:
+    """Install Debian's chromium if it is missing; returns "" or why it could not be."""
+    if Path(CHROMIUM).exists():
+        return ""
+    if shutil.which("apt-get") is None:
+        return "chromium is not installed and there is no apt-get to install it"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    result = None
+    for command in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"],
+                    ["apt-get", "install", "-y", "chromium"]):
+        if command[1] == "update" and Path(CHROMIUM).exists():
+            break
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    if Path(CHROMIUM).exists():
+        return ""
+    return f"chromium could not be installed with apt-get: {(result.stderr or result.stdout).strip()[-300:]}"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    reason = _install_chromium()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A Jupyter server (Voila or JupyterLab) in its own process group, stopped with it."""
+
+    def __init__(self, args, url, log_name, cwd=NOTEBOOKS):
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.url = url
+        self.log = open(ARTIFACTS / log_name, "w")
+        env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
+        self.process = subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env,
+                                         stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{args[0]} exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"{args[0]} did not answer on {url} within 120 s; see {self.log.name}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # the server and the kernels it started
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def voila(browser):
+    port = _free_port()
+    server = Server(["voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+                     "--show_tracebacks=True", "."], f"http://127.0.0.1:{port}/", "voila.log")
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def lab(browser):
+    """JupyterLab on a copy of the notebooks (its autosave must not write outputs into ours)."""
+    port = _free_port()
+    home = Path(tempfile.mkdtemp(prefix="sam_lab_jupyterlab_"))
+    shutil.copytree(NOTEBOOKS, home / "widgets", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    notifications = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notifications.parent.mkdir(parents=True)
+    notifications.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the page
+    server = Server(["jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+                     "--IdentityProvider.token=", "--ServerApp.password=", f"--LabApp.user_settings_dir={home / 'settings'}",
+                     f"--LabApp.workspaces_dir={home / 'workspaces'}", "--ServerApp.root_dir=widgets"],
+                    f"http://127.0.0.1:{port}/lab", "jupyterlab.log", cwd=home)
+    yield server.url
+    server.stop()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def _page(browser, scale: int):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, device_scale_factor=scale)
+    page = context.new_page()
+    page.set_default_timeout(RESULT_TIMEOUT_MS)
+    return page
+
+
+# ------------------------------------------------------------------------------ helpers
+def page_point(img, x: float, y: float):
+    """Page (CSS) coordinates of original-image pixel (x, y) of the <img> element ``img``."""
+    img.scroll_into_view_if_needed()
+    box = img.bounding_box()
+    width, height = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    return box["x"] + x * box["width"] / width, box["y"] + y * box["height"] / height
+
+
+def assert_received(widget, x: float, y: float, label: int):
+    """Wait for the kernel's echo of a click and check it hit pixel (x, y) within 1 px."""
+    from playwright.sync_api import expect
+
+    received = widget.locator(".sam-received")
+    expect(received).to_contain_text(f"label {label}")
+    got_x, got_y, got_label = RECEIVED.search(received.inner_text()).groups()
+    assert abs(float(got_x) - x) <= 1 and abs(float(got_y) - y) <= 1, (got_x, got_y, x, y)
+    assert int(got_label) == label
+
+
+def click_image(page, widget, x, y, shift=False, expect_label=None):
+    """Click original-image pixel (x, y) and wait until the kernel has answered it."""
+    from playwright.sync_api import expect
+
+    revision = widget.get_attribute("data-revision")
+    px, py = page_point(widget.locator(".sam-image").first, x, y)
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.click(px, py)
+    if shift:
+        page.keyboard.up("Shift")
+    expect(widget).not_to_have_attribute("data-revision", revision or "")
+    if expect_label is not None:
+        assert_received(widget, x, y, expect_label)
+
+
+def reset(widget):
+    from playwright.sync_api import expect
+
+    widget.get_by_role("button", name="reset").click()
+    expect(widget.locator(".sam-point")).to_have_count(0)
+    expect(widget.locator(".sam-received")).to_have_text("kernel received reset")
+
+
+# ------------------------------------------------------------------------------ click to segment
+def exercise_prompt_widget(page, widget, shot: Path):
+    """Reset, click, shift-click, drag, click the frame, pick a candidate, undo; check each."""
+    from playwright.sync_api import expect
+
+    reset(widget)
+    expect(widget.locator(".sam-candidate")).to_have_count(0)
+
+    click_image(page, widget, 215.5, 130.5, expect_label=1)  # the red pentagon
+    expect(widget.locator(".sam-point.sam-positive")).to_have_count(1)
+    expect(widget.locator(".sam-candidate")).to_have_count(3)
+    expect(widget.locator(".sam-candidate").first).to_contain_text(re.compile(r"mask 0: IoU -?\d\.\d{3}"))
+    expect(widget.locator(".sam-overlay")).to_be_visible()
+    assert widget.locator(".sam-overlay").get_attribute("src").startswith("data:image/png;base64,")
+    expect(widget.locator(".sam-latency")).to_contain_text(re.compile(r"predict \d+\.\d ms"))
+
+    click_image(page, widget, 245.5, 115.5, shift=True, expect_label=0)  # the triangle: background
+    expect(widget.locator(".sam-point.sam-negative")).to_have_count(1)
+    expect(widget.locator(".sam-latency")).to_contain_text("refined with previous mask")
+
+    img = widget.locator(".sam-image").first
+    start, end = page_point(img, 170, 60), page_point(img, 290, 180)  # a drag: a box
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + 20, start[1] + 20, steps=4)
+    page.mouse.move(*end, steps=4)
+    page.mouse.up()
+    received = widget.locator(".sam-received")
+    expect(received).to_contain_text("kernel received box")
+    expect(widget.locator(".sam-box:not(.sam-band)")).to_have_count(1)
+    x0, y0, x1, y1 = map(float, re.findall(r"=(-?[\d.]+)", received.inner_text()))
+    assert max(abs(x0 - 170), abs(y0 - 60), abs(x1 - 290), abs(y1 - 180)) <= 1
+
+    frame = widget.locator(".sam-stage").first.bounding_box()  # the frame, left of the image
+    page.mouse.click(frame["x"] + 5, frame["y"] + frame["height"] / 2)
+    expect(widget.locator(".sam-error")).to_contain_text("lies outside the image")
+    expect(widget.locator(".sam-point")).to_have_count(2)  # the refused point is taken back
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(shot))
+
+    widget.locator(".sam-candidate").nth(2).click()  # pick candidate 2
+    expect(widget.locator(".sam-candidate").nth(2)).to_have_attribute("aria-pressed", "true")
+    expect(widget.locator(".sam-received")).to_have_text("kernel received selected = 2")
+
+    click_image(page, widget, 85.5, 80.5, expect_label=1)  # the widget carries on
+    expect(widget.locator(".sam-error")).to_be_hidden()
+    expect(widget.locator(".sam-point")).to_have_count(3)
+    widget.get_by_role("button", name="undo").click()
+    expect(widget.locator(".sam-point")).to_have_count(2)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_click_to_segment_in_voila(browser, voila, scale):
+    page = _page(browser, scale)
+    page.goto(voila + "voila/render/click_to_segment.ipynb", timeout=PAGE_TIMEOUT_MS)
+    widget = page.locator(".sam-prompt").first
+    widget.wait_for(timeout=PAGE_TIMEOUT_MS)
+    assert page.evaluate("window.devicePixelRatio") == scale
+    exercise_prompt_widget(page, widget, ARTIFACTS / f"click_to_segment_voila_dpr{scale}.png")
+    page.context.close()
+
+
+def test_click_to_segment_in_jupyterlab(browser, lab):
+    from playwright.sync_api import expect
+
+    page = _page(browser, 1)
+    page.goto(lab + "/tree/click_to_segment.ipynb", timeout=PAGE_TIMEOUT_MS)
+    page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=PAGE_TIMEOUT_MS)  # kernel up
+    page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
+    page.locator('li.lm-Menu-item[data-command="runmenu:run-all"]:not(.lm-mod-disabled)').click()
+    widget = page.locator(".sam-prompt").first
+    widget.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
+    expect(widget.locator(".sam-candidate")).to_have_count(3, timeout=PAGE_TIMEOUT_MS)  # the last cell's click
+    expect(page.locator(".jp-InputPrompt", has_text="*")).to_have_count(0, timeout=PAGE_TIMEOUT_MS)  # all ran
+    widget.scroll_into_view_if_needed()  # Lab renders only the cells in view
+    exercise_prompt_widget(page, widget, ARTIFACTS / "click_to_segment_jupyterlab.png")
+    page.context.close()
