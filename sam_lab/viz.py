@@ -183,3 +183,62 @@ def show_token_windows(ax: Axes, grid_size: int, window_size: int, patch_size: i
         ax.add_patch(Rectangle((0, 0), w, h, fill=False, edgecolor="white", linestyle="--", linewidth=1.5))
     ax.set_xlim(0, padded_side)
     ax.set_ylim(padded_side, 0)
+
+
+def show_iou_matrix(values, ax: Axes, row_labels: Sequence[str], col_labels: Sequence[str],
+                    title: Optional[str] = None, cmap: str = "viridis", vmin: float = 0.0,
+                    vmax: float = 1.0) -> AxesImage:
+    """A small table of numbers as coloured cells with each value written in its cell, e.g. the
+    IoU of each candidate mask (rows) with each ground-truth level (columns).
+
+    values: (R, C); row_labels: R strings; col_labels: C strings. Returns the ``AxesImage``.
+    """
+    values = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+    if values.ndim != 2 or values.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"values: expected shape ({len(row_labels)}, {len(col_labels)}) to match the labels, "
+                         f"got {values.shape}")
+    layer = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    middle = (vmin + vmax) / 2
+    for (row, col), value in np.ndenumerate(values):
+        ax.text(col, row, f"{value:.2f}", ha="center", va="center",
+                color="black" if value > middle else "white", fontsize=11)
+    ax.set_xticks(range(len(col_labels)), col_labels)
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    if title is not None:
+        ax.set_title(title)
+    return layer
+
+
+def show_mask_probability(logits, ax: Axes, title: Optional[str] = None, colorbar: bool = False) -> AxesImage:
+    """Draw sigmoid(logits) of one mask, (H, W), from 0 (black) to 1 (white): where a model is
+    sure (0 or 1) and where it hesitates (grey). Returns the ``AxesImage``."""
+    logits = np.asarray(logits.detach().cpu() if hasattr(logits, "detach") else logits, dtype=float)
+    if logits.ndim == 3 and logits.shape[0] == 1:
+        logits = logits[0]
+    if logits.ndim != 2:
+        raise ValueError(f"logits: expected shape (H, W), got {logits.shape}")
+    layer = ax.imshow(1 / (1 + np.exp(-logits)), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    if title is not None:
+        ax.set_title(title)
+    if colorbar:
+        ax.figure.colorbar(layer, ax=ax, fraction=0.046, pad=0.04)
+    ax.axis("off")
+    return layer
+
+
+def show_click_curves(curves, ax: Axes, thresholds: Sequence[float] = (0.85, 0.90)) -> None:
+    """mIoU after each click, one line per model, as in the paper's interactive evaluation.
+
+    curves: {name: (K,) mean IoU after 1..K clicks} (``InteractiveResult.iou_per_click``).
+    Dotted horizontal lines mark the IoU ``thresholds`` that NoC@85 / NoC@90 count clicks to.
+    """
+    for name, curve in curves.items():
+        curve = np.asarray(curve, dtype=float).reshape(-1)
+        ax.plot(np.arange(1, len(curve) + 1), curve, marker="o", markersize=3, label=name)
+    for threshold in thresholds:
+        ax.axhline(threshold, color="grey", linestyle=":", linewidth=1)
+        ax.text(1, threshold, f"{threshold:.0%}", color="grey", va="bottom", fontsize=9)
+    ax.set_xlabel("clicks")
+    ax.set_ylabel("mean IoU")
+    ax.set_ylim(0, 1)
+    ax.legend()
