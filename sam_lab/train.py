@@ -43,7 +43,8 @@ from .transforms import ResizeLongestSide
 class TrainConfig:
     config: str = "tiny"  # model config name
     steps: int = 4000  # optimiser steps
-    batch_size: int = 8  # images per step (per process)
+    batch_size: int = 4  # images per step (per process)
+    masks_per_image: int = 4  # prompted masks per image (the paper samples up to 64 per GPU)
     lr: float = 8e-4  # peak learning rate (the paper's, for batch 256; fine for small models)
     weight_decay: float = 0.1
     warmup: int = 250  # linear warm-up steps
@@ -91,12 +92,17 @@ class TrainingData:
             self.images.append(padded)
             self.masks.append(padded_masks)
 
-    def batch(self, rng: np.random.Generator, batch_size: int):
-        """(B, 3, S, S) float images in 0..255 and one target mask each (B, S, S)."""
+    def batch(self, rng: np.random.Generator, batch_size: int, masks_per_image: int = 1):
+        """(B, 3, S, S) float images in 0..255 and ``masks_per_image`` targets for each, drawn
+        without replacement while an image has enough masks: (B, M, S, S)."""
         picks = rng.integers(0, len(self.images), size=batch_size)
         images = np.stack([self.images[i] for i in picks])
-        targets = np.stack([self.masks[i][rng.integers(len(self.masks[i]))] for i in picks])
-        return torch.as_tensor(images).permute(0, 3, 1, 2).float(), torch.as_tensor(targets)
+        targets = []
+        for i in picks:
+            count = len(self.masks[i])
+            chosen = rng.choice(count, size=masks_per_image, replace=count < masks_per_image)
+            targets.append(self.masks[i][chosen])
+        return torch.as_tensor(images).permute(0, 3, 1, 2).float(), torch.as_tensor(np.stack(targets))
 
 
 def make_dataset(spec: str, num_images: int, seed: int, img_size: int):
@@ -178,14 +184,17 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
     started = time.time()
     while step < end:
         rng = np.random.default_rng([cfg.seed, step, rank])
-        images, targets = data.batch(rng, cfg.batch_size)
+        images, targets = data.batch(rng, cfg.batch_size, cfg.masks_per_image)
         images, targets = images.to(device), targets.to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
         with torch.set_grad_enabled(not cfg.freeze_encoder):
-            embeddings = model.image_encoder(model.preprocess(images))
+            embeddings = model.image_encoder(model.preprocess(images))  # (B, C, h, w)
+        # every image is prompted for several of its masks: the same embedding, different clicks,
+        # different answers — the signal that teaches the decoder to follow the prompt
+        M = cfg.masks_per_image
         episode = simulate_training_episode(
-            model, embeddings, targets, rng, single_output=cfg.single_output
+            model, embeddings.repeat_interleave(M, dim=0), targets.flatten(0, 1), rng, single_output=cfg.single_output
         )
         optimizer.zero_grad(set_to_none=True)
         episode["loss"].backward()

@@ -143,7 +143,7 @@ def test_training_episode_runs_eleven_rounds_and_backpropagates():
 def _cfg(tmp_path, **changes):
     from sam_lab.train import TrainConfig
 
-    base = dict(steps=4, batch_size=2, num_images=6, out=str(tmp_path), checkpoint_every=2, warmup=2, seed=1)
+    base = dict(steps=4, batch_size=2, masks_per_image=2, num_images=6, out=str(tmp_path), checkpoint_every=2, warmup=2, seed=1)
     base.update(changes)
     return TrainConfig(**base)
 
