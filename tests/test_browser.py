@@ -264,3 +264,37 @@ def test_click_to_segment_in_jupyterlab(browser, lab):
     widget.scroll_into_view_if_needed()  # Lab renders only the cells in view
     exercise_prompt_widget(page, widget, ARTIFACTS / "click_to_segment_jupyterlab.png")
     page.context.close()
+
+
+# ------------------------------------------------------------------------------ compare encoders
+def test_compare_encoders_in_voila_fans_one_click_out_to_every_panel(browser, voila):
+    from playwright.sync_api import expect
+
+    page = _page(browser, 1)
+    page.goto(voila + "voila/render/compare_encoders.ipynb", timeout=PAGE_TIMEOUT_MS)
+    widget = page.locator(".sam-compare").first
+    widget.wait_for(timeout=PAGE_TIMEOUT_MS)
+    panels = widget.locator(".sam-panel")
+    expect(panels).to_have_count(2)
+    expect(panels.nth(1)).to_have_attribute("data-model", "vit_b")
+    for i in range(2):
+        expect(panels.nth(i).locator(".sam-point")).to_have_count(1)  # the notebook's own click
+
+    # click the ViT-B panel: the point must reach both models
+    revision = widget.get_attribute("data-revision")
+    px, py = page_point(panels.nth(1).locator(".sam-image"), 100.5, 180.5)
+    page.mouse.click(px, py)
+    expect(widget).not_to_have_attribute("data-revision", revision)
+    assert_received(widget, 100.5, 180.5, 1)
+    for i in range(2):
+        panel = panels.nth(i)
+        expect(panel.locator(".sam-point")).to_have_count(2)
+        expect(panel.locator(".sam-status")).to_have_text("ready")
+        expect(panel.locator(".sam-scores")).to_contain_text(re.compile(r"IoU -?\d\.\d{3} · IoU"))
+        expect(panel.locator(".sam-latency")).to_contain_text(re.compile(r"encoder .+ · decoder \d"))
+        expect(panel.locator(".sam-overlay")).to_be_visible()
+        expect(panel.locator(".sam-badge")).to_have_text(re.compile(r"untrained|trained|Meta checkpoint"))
+    expect(panels.nth(1)).to_contain_text("93.7 M parameters")
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "compare_encoders_voila.png"), full_page=True)
+    page.context.close()

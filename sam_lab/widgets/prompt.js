@@ -4,53 +4,25 @@
 // background point (label 0); drag = a box. The page only writes the prompt into the `points`
 // and `box` traitlets (original-image pixels) and draws what the kernel sends back: the prompt
 // it accepted, the candidates' overlays and scores, the latency, or why it refused.
-import { button, createStage, el } from "./stage.js";
+import { button, createStage, el, kernelLines, promptControls } from "./stage.js";
 
 function render({ model, el: container }) {
   container.classList.add("sam-lab", "sam-prompt");
-  let negative = false;
   let sentAt = null; // performance.now() when the last input left the page
-
-  const stage = createStage({
-    size: () => model.get("image_size"),
-    onClick([x, y], shift) {
-      send("points", [...model.get("points"), [x, y, shift || negative ? 0 : 1]]);
-    },
-    onBox(box) {
-      send("box", box);
+  const controls = promptControls(model, {
+    onSend() {
+      sentAt = performance.now();
+      draw(); // a new point shows at once; the kernel's answer redraws it (or takes it back)
     },
   });
-  function send(name, value) {
-    sentAt = performance.now();
-    model.set(name, value);
-    model.save_changes();
-    draw(); // the new point shows at once; the kernel's answer redraws it (or takes it back)
-  }
-  function command(name) {
-    sentAt = performance.now();
-    const count = ((model.get("command") || {}).count || 0) + 1;
-    model.set("command", { name, count });
-    model.save_changes();
-  }
-
+  const stage = createStage(controls.stageOptions);
   const title = el("div", "sam-title");
-  const negativeButton = button("negative", "toggle: clicks add background points (or hold shift)", () => {
-    negative = !negative;
-    negativeButton.setAttribute("aria-pressed", String(negative));
-  });
-  negativeButton.setAttribute("aria-pressed", "false");
-  const undoButton = button("undo", "take back the last prompt", () => command("undo"));
-  const resetButton = button("reset", "clear every point, box and mask", () => command("reset"));
-  const toolbar = el("div", "sam-toolbar");
-  toolbar.append(negativeButton, undoButton, resetButton);
-  const help = el("div", "sam-help", "click: object · shift-click: background · drag: box");
+  const undoButton = controls.undo;
   const candidates = el("div", "sam-candidates");
   const latency = el("div", "sam-latency");
-  const received = el("div", "sam-received");
-  const error = el("div", "sam-error");
-  error.setAttribute("role", "alert");
+  const kernel = kernelLines();
   const side = el("div", "sam-side");
-  side.append(title, toolbar, help, candidates, latency, received, error);
+  side.append(title, controls.toolbar, controls.help, candidates, latency, ...kernel.nodes);
   container.append(stage.root, side);
 
   function drawCandidates() {
@@ -83,9 +55,7 @@ function render({ model, el: container }) {
     stage.setOverlay(urls[model.get("selected")] || "");
     drawCandidates();
     undoButton.disabled = !model.get("can_undo");
-    received.textContent = model.get("received");
-    error.textContent = model.get("error");
-    error.hidden = !model.get("error");
+    kernel.update(model);
   }
 
   function answered() {

@@ -15,33 +15,25 @@ to the last good one, and the next click works.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
-import anywidget
 import numpy as np
 import traitlets
 
+from .base import ClickableWidget
 from .images import CANDIDATE_COLORS, HERE, es_module, mask_overlay_url, png_data_url
 from .models import format_parameters, pick_model
 from .prompt_state import PromptState
 
-# what a bad prompt, a missing image or a bad image raises: shown in the widget, never fatal
-PROMPT_ERRORS = (ValueError, TypeError, RuntimeError)
 
+class PromptWidget(ClickableWidget):
+    """Click to segment (see the module docstring). The image, prompt, ``command``, ``received``,
+    ``error`` and ``revision`` traitlets come from :class:`ClickableWidget`."""
 
-class PromptWidget(anywidget.AnyWidget):
     _esm = es_module("prompt.js")
     _css = HERE / "widgets.css"
 
-    # the image and the model
-    image_url = traitlets.Unicode("").tag(sync=True)  # PNG data URL of the original image
-    image_size = traitlets.List([0, 0]).tag(sync=True)  # [W, H] in pixels
-    display_width = traitlets.Int(512).tag(sync=True)  # CSS pixels; clicks map back whatever it is
     model_label = traitlets.Unicode("").tag(sync=True)
-    # the prompt, in original-image pixels
-    points = traitlets.List([]).tag(sync=True)  # [[x, y, label], ...]; label 1 object, 0 background
-    box = traitlets.List(None, allow_none=True).tag(sync=True)  # [x0, y0, x1, y1] or None
-    command = traitlets.Dict({}).tag(sync=True)  # {"name": "undo" | "reset", "count": n} from buttons
     # the results
     scores = traitlets.List([]).tag(sync=True)  # predicted IoU of each candidate
     selected = traitlets.Int(0).tag(sync=True)  # the chosen candidate
@@ -50,14 +42,10 @@ class PromptWidget(anywidget.AnyWidget):
     latency_ms = traitlets.Float(0.0).tag(sync=True)  # predict: prompt encoder + decoder + resize
     encode_ms = traitlets.Float(0.0).tag(sync=True)  # set_image: the image encoder
     can_undo = traitlets.Bool(False).tag(sync=True)
-    received = traitlets.Unicode("").tag(sync=True)  # what the kernel got from the last input
-    error = traitlets.Unicode("").tag(sync=True)  # why the last input was refused ("" if it was not)
-    revision = traitlets.Int(0).tag(sync=True)  # +1 after every input handled
 
     def __init__(self, predictor, image=None, model_label: Optional[str] = None, display_width: int = 512,
                  multimask_output: bool = True, **kwargs) -> None:
         super().__init__(display_width=display_width, **kwargs)
-        self._pushing = False
         self._overlays = {}  # id(prediction.masks) -> overlay URLs, for the states in the history
         self.state = PromptState(predictor, None, multimask_output)
         self.model_label = model_label or _describe(self.state.predictor.model)
@@ -104,13 +92,12 @@ class PromptWidget(anywidget.AnyWidget):
     def export_coco_rle(self) -> dict:
         return self.state.export_coco_rle()
 
-    # ---------------------------------------------------------------------------- from the page
-    @traitlets.observe("points", "box")
-    def _prompt_changed(self, change) -> None:
-        if self._pushing:
-            return
-        self.received = _describe_input(change["name"], change["new"], self.state.points)
-        self._handle(lambda: self.state.set_prompt(self.points, self.box))
+    # ---------------------------------------------------------------------------- page input
+    def _apply_prompt(self, points, box) -> None:
+        self.state.set_prompt(points, box)
+
+    def _commands(self):
+        return {"undo": self.state.undo, "reset": self.state.reset}
 
     @traitlets.observe("selected")
     def _selected_changed(self, change) -> None:
@@ -118,41 +105,17 @@ class PromptWidget(anywidget.AnyWidget):
             self.received = f"kernel received selected = {change['new']}"
             self._handle(lambda: self.state.select(change["new"]))
 
-    @traitlets.observe("command")
-    def _command_changed(self, change) -> None:
-        name = (change["new"] or {}).get("name")
-        actions = {"undo": self.state.undo, "reset": self.state.reset}
-        if name in actions:
-            self.received = f"kernel received {name}"
-            self._handle(actions[name])
-
     # ---------------------------------------------------------------------------- to the page
-    def _handle(self, action: Callable) -> None:
-        """Run ``action`` on the state; show its error instead of raising; resync the traitlets."""
-        try:
-            action()
-            error = ""
-        except PROMPT_ERRORS as exc:
-            error = str(exc)
-        with self.hold_sync():
-            self._push_state()
-            self.error = error
-            self.revision += 1
-
     def _push_state(self) -> None:
         state, current = self.state, self.state.current
-        self._pushing = True
-        try:
-            self.points = [list(p) for p in state.points]
-            self.box = None if state.box is None else list(state.box)
-            self.scores = [] if current is None else [round(float(s), 4) for s in current.scores]
-            self.selected = 0 if current is None else current.selected
-            self.mask_urls = self._overlay_urls()
-            self.refined = bool(current is not None and current.refined)
-            self.latency_ms = 0.0 if current is None else round(current.latency_ms, 2)
-            self.can_undo = bool(state.history)
-        finally:
-            self._pushing = False
+        self.points = [list(p) for p in state.points]
+        self.box = None if state.box is None else list(state.box)
+        self.scores = [] if current is None else [round(float(s), 4) for s in current.scores]
+        self.selected = 0 if current is None else current.selected
+        self.mask_urls = self._overlay_urls()
+        self.refined = bool(current is not None and current.refined)
+        self.latency_ms = 0.0 if current is None else round(current.latency_ms, 2)
+        self.can_undo = bool(state.history)
 
     def _overlay_urls(self) -> list:
         current = self.state.current
@@ -171,19 +134,3 @@ def _describe(model) -> str:
     """A default label: the model's name and size (pass ``model_label`` to say more)."""
     choice = pick_model(model)
     return f"{choice.name} · {format_parameters(choice.parameters)}"
-
-
-def _describe_input(name: str, value, previous_points) -> str:
-    """What the kernel received, in words: the new point or box in original-image pixels."""
-    try:
-        if name == "box":
-            if value is None:
-                return "kernel received: no box"
-            x0, y0, x1, y1 = (float(v) for v in value)
-            return f"kernel received box (x0={x0:.2f}, y0={y0:.2f}, x1={x1:.2f}, y1={y1:.2f})"
-        if value and len(value) > len(previous_points):
-            x, y, label = value[-1]
-            return f"kernel received point (x={float(x):.2f}, y={float(y):.2f}), label {label}"
-        return f"kernel received {len(value or [])} points"
-    except (TypeError, ValueError):
-        return f"kernel received {name} = {value!r}"[:200]

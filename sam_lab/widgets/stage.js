@@ -123,3 +123,57 @@ export function createStage({ onClick, onBox = null, size }) {
     },
   };
 }
+
+// The prompt controls every clickable widget shares: a "negative" toggle, undo and reset (sent
+// to the kernel through the `command` traitlet), and the clicks -> `points` / `box` handlers.
+export function promptControls(model, { onSend = () => {} } = {}) {
+  let negative = false;
+  const negativeButton = button("negative", "toggle: clicks add background points (or hold shift)", () => {
+    negative = !negative;
+    negativeButton.setAttribute("aria-pressed", String(negative));
+  });
+  negativeButton.setAttribute("aria-pressed", "false");
+  const command = (name) => () => {
+    const count = ((model.get("command") || {}).count || 0) + 1;
+    model.set("command", { name, count });
+    model.save_changes();
+    onSend();
+  };
+  const undo = button("undo", "take back the last prompt", command("undo"));
+  const toolbar = el("div", "sam-toolbar");
+  toolbar.append(negativeButton, undo, button("reset", "clear every point, box and mask", command("reset")));
+  const send = (name, value) => {
+    model.set(name, value);
+    model.save_changes();
+    onSend();
+  };
+  return {
+    toolbar,
+    undo,
+    help: el("div", "sam-help", "click: object · shift-click: background · drag: box"),
+    stageOptions: {
+      size: () => model.get("image_size"),
+      onClick([x, y], shift) {
+        send("points", [...model.get("points"), [x, y, shift || negative ? 0 : 1]]);
+      },
+      onBox(box) {
+        send("box", box);
+      },
+    },
+  };
+}
+
+// The kernel's answer in words: what it received, and why it refused an input (if it did).
+export function kernelLines() {
+  const received = el("div", "sam-received");
+  const error = el("div", "sam-error");
+  error.setAttribute("role", "alert");
+  return {
+    nodes: [received, error],
+    update(model) {
+      received.textContent = model.get("received");
+      error.textContent = model.get("error");
+      error.hidden = !model.get("error");
+    },
+  };
+}

@@ -1,0 +1,92 @@
+"""Compare encoders: one image, one set of clicks, several SAMs side by side.
+
+A thin view over :class:`CompareState`. Click on any panel and the point goes to every model;
+each panel shows its best mask, the three predicted IoUs, its parameter count, and how long its
+image encoder (once per image) and its decoder (per click) took. On the first click each model
+is built and its encoder runs, with a progress bar and an estimate shown before it starts.
+
+    widget = CompareWidget(["tiny", "vit_b"], image, folder="~/checkpoints")
+    widget.points = [[120, 80, 1]]       # what a click does, scripted
+    widget.state.panels["vit_b"].state.masks
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import traitlets
+
+from .base import ClickableWidget
+from .compare_state import CompareState, Panel
+from .images import CANDIDATE_COLORS, HERE, es_module, mask_overlay_url, png_data_url
+from .models import format_parameters, format_seconds
+
+
+class CompareWidget(ClickableWidget):
+    """Compare encoders (see the module docstring); ``display_width`` is each panel's."""
+
+    _esm = es_module("compare.js")
+    _css = HERE / "widgets.css"
+
+    panels = traitlets.List([]).tag(sync=True)  # one dict of display data per model
+    mask_urls = traitlets.List([]).tag(sync=True)  # each panel's best mask overlay ("" if none)
+
+    def __init__(self, models, image, folder: Optional[str] = None, device: str = "cpu",
+                 display_width: int = 300, **kwargs) -> None:
+        super().__init__(display_width=display_width, **kwargs)
+        self.state = CompareState(models, image, folder=folder, device=device, on_change=self._panel_changed)
+        H, W = self.state.image_hw
+        self.image_url, self.image_size = png_data_url(self.state.image), [W, H]
+        self._handle(lambda: None)
+
+    # ---------------------------------------------------------------------------- Python API
+    def add_point(self, x: float, y: float, label: int = 1) -> None:
+        self.points = self.points + [[x, y, label]]
+
+    def undo(self) -> None:
+        self._handle(self.state.undo)
+
+    def reset(self) -> None:
+        self._handle(self.state.reset)
+
+    # ---------------------------------------------------------------------------- page input
+    def _apply_prompt(self, points, box) -> None:
+        self.state.set_prompt(points, box)
+
+    def _commands(self):
+        return {"undo": self.state.undo, "reset": self.state.reset}
+
+    # ---------------------------------------------------------------------------- to the page
+    def _panel_changed(self, key: str) -> None:
+        """A panel moved on (building, encoding progress, done): tell the page now."""
+        self.panels = [_panel_data(key, panel) for key, panel in self.state.panels.items()]
+
+    def _push_state(self) -> None:
+        self.points = [list(p) for p in self.state.points]
+        self.box = None if self.state.box is None else list(self.state.box)
+        self._panel_changed("")
+        self.mask_urls = [_best_mask_url(panel) for panel in self.state.panels.values()]
+
+
+def _panel_data(key: str, panel: Panel) -> dict:
+    choice, state = panel.choice, panel.state
+    current = None if state is None else state.current
+    return {
+        "key": key,
+        "name": choice.name,
+        "weights": choice.weights,
+        "trained": choice.trained,
+        "parameters": format_parameters(choice.parameters),
+        "status": panel.status,
+        "progress": panel.progress,
+        "encoder": "" if state is None or state.encode_ms is None else format_seconds(state.encode_ms / 1000),
+        "decoder": "" if current is None else format_seconds(current.latency_ms / 1000),
+        "scores": [] if current is None else [round(float(s), 3) for s in current.scores],
+        "selected": None if current is None else current.selected,
+        "error": panel.error,
+    }
+
+
+def _best_mask_url(panel: Panel) -> str:
+    if panel.state is None or panel.state.mask is None:
+        return ""
+    return mask_overlay_url(panel.state.mask, CANDIDATE_COLORS[panel.state.selected % len(CANDIDATE_COLORS)])
