@@ -20,4 +20,6 @@ from .pretrained import load_model
 from .sam import Sam
 from .transforms import ResizeLongestSide
 
+from . import exercises, viz  # noqa: E402  (sam_lab.exercises.check, sam_lab.viz.show_mask)
+
 __version__ = "0.1.0"
