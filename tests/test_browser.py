@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.browser
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python) is not installed: pip install -e '.[dev]'")
+expect = sync_api.expect
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "widgets"
@@ -61,9 +63,7 @@ def browser():
     reason = _install_chromium()
     if reason:
         pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
+    with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
@@ -151,10 +151,15 @@ def page_point(img, x: float, y: float):
     return box["x"] + x * box["width"] / width, box["y"] + y * box["height"] / height
 
 
+def assert_marker_at(marker, img, x: float, y: float):
+    """The marker's centre is drawn on original-image pixel (x, y), within 2 CSS pixels."""
+    box = marker.bounding_box()
+    want = page_point(img, x, y)
+    assert abs(box["x"] + box["width"] / 2 - want[0]) <= 2 and abs(box["y"] + box["height"] / 2 - want[1]) <= 2
+
+
 def assert_received(widget, x: float, y: float, label: int):
     """Wait for the kernel's echo of a click and check it hit pixel (x, y) within 1 px."""
-    from playwright.sync_api import expect
-
     received = widget.locator(".sam-received")
     expect(received).to_contain_text(f"label {label}")
     got_x, got_y, got_label = RECEIVED.search(received.inner_text()).groups()
@@ -162,12 +167,22 @@ def assert_received(widget, x: float, y: float, label: int):
     assert int(got_label) == label
 
 
-def click_image(page, widget, x, y, shift=False, expect_label=None):
-    """Click original-image pixel (x, y) and wait until the kernel has answered it."""
-    from playwright.sync_api import expect
+def open_voila(browser, voila, notebook: str, selector: str, scale: int = 1):
+    """A new page (device scale ``scale``) on the Voila rendering of ``notebook``; returns the
+    page and its first widget matching ``selector``, once the notebook has run."""
+    page = _page(browser, scale)
+    page.goto(voila + f"voila/render/{notebook}", timeout=PAGE_TIMEOUT_MS)
+    widget = page.locator(selector).first
+    widget.wait_for(timeout=PAGE_TIMEOUT_MS)
+    assert page.evaluate("window.devicePixelRatio") == scale
+    return page, widget
 
+
+def click_image(page, widget, x, y, shift=False, expect_label=None, img=None):
+    """Click original-image pixel (x, y) of ``img`` (default: the widget's first image) and wait
+    until the kernel has answered."""
     revision = widget.get_attribute("data-revision")
-    px, py = page_point(widget.locator(".sam-image").first, x, y)
+    px, py = page_point(img or widget.locator(".sam-image").first, x, y)
     if shift:
         page.keyboard.down("Shift")
     page.mouse.click(px, py)
@@ -179,8 +194,6 @@ def click_image(page, widget, x, y, shift=False, expect_label=None):
 
 
 def reset(widget):
-    from playwright.sync_api import expect
-
     widget.get_by_role("button", name="reset").click()
     expect(widget.locator(".sam-point")).to_have_count(0)
     expect(widget.locator(".sam-received")).to_have_text("kernel received reset")
@@ -189,13 +202,12 @@ def reset(widget):
 # ------------------------------------------------------------------------------ click to segment
 def exercise_prompt_widget(page, widget, shot: Path):
     """Reset, click, shift-click, drag, click the frame, pick a candidate, undo; check each."""
-    from playwright.sync_api import expect
-
     reset(widget)
     expect(widget.locator(".sam-candidate")).to_have_count(0)
 
     click_image(page, widget, 215.5, 130.5, expect_label=1)  # the red pentagon
     expect(widget.locator(".sam-point.sam-positive")).to_have_count(1)
+    assert_marker_at(widget.locator(".sam-point"), widget.locator(".sam-image"), 215.5, 130.5)
     expect(widget.locator(".sam-candidate")).to_have_count(3)
     expect(widget.locator(".sam-candidate").first).to_contain_text(re.compile(r"mask 0: IoU -?\d\.\d{3}"))
     expect(widget.locator(".sam-overlay")).to_be_visible()
@@ -239,18 +251,12 @@ def exercise_prompt_widget(page, widget, shot: Path):
 
 @pytest.mark.parametrize("scale", [1, 2])
 def test_click_to_segment_in_voila(browser, voila, scale):
-    page = _page(browser, scale)
-    page.goto(voila + "voila/render/click_to_segment.ipynb", timeout=PAGE_TIMEOUT_MS)
-    widget = page.locator(".sam-prompt").first
-    widget.wait_for(timeout=PAGE_TIMEOUT_MS)
-    assert page.evaluate("window.devicePixelRatio") == scale
+    page, widget = open_voila(browser, voila, "click_to_segment.ipynb", ".sam-prompt", scale)
     exercise_prompt_widget(page, widget, ARTIFACTS / f"click_to_segment_voila_dpr{scale}.png")
     page.context.close()
 
 
 def test_click_to_segment_in_jupyterlab(browser, lab):
-    from playwright.sync_api import expect
-
     page = _page(browser, 1)
     page.goto(lab + "/tree/click_to_segment.ipynb", timeout=PAGE_TIMEOUT_MS)
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=PAGE_TIMEOUT_MS)
@@ -268,12 +274,7 @@ def test_click_to_segment_in_jupyterlab(browser, lab):
 
 # ------------------------------------------------------------------------------ compare encoders
 def test_compare_encoders_in_voila_fans_one_click_out_to_every_panel(browser, voila):
-    from playwright.sync_api import expect
-
-    page = _page(browser, 1)
-    page.goto(voila + "voila/render/compare_encoders.ipynb", timeout=PAGE_TIMEOUT_MS)
-    widget = page.locator(".sam-compare").first
-    widget.wait_for(timeout=PAGE_TIMEOUT_MS)
+    page, widget = open_voila(browser, voila, "compare_encoders.ipynb", ".sam-compare")
     panels = widget.locator(".sam-panel")
     expect(panels).to_have_count(2)
     expect(panels.nth(1)).to_have_attribute("data-model", "vit_b")
@@ -281,14 +282,11 @@ def test_compare_encoders_in_voila_fans_one_click_out_to_every_panel(browser, vo
         expect(panels.nth(i).locator(".sam-point")).to_have_count(1)  # the notebook's own click
 
     # click the ViT-B panel: the point must reach both models
-    revision = widget.get_attribute("data-revision")
-    px, py = page_point(panels.nth(1).locator(".sam-image"), 100.5, 180.5)
-    page.mouse.click(px, py)
-    expect(widget).not_to_have_attribute("data-revision", revision)
-    assert_received(widget, 100.5, 180.5, 1)
+    click_image(page, widget, 100.5, 180.5, expect_label=1, img=panels.nth(1).locator(".sam-image"))
     for i in range(2):
         panel = panels.nth(i)
         expect(panel.locator(".sam-point")).to_have_count(2)
+        assert_marker_at(panel.locator(".sam-point").nth(1), panel.locator(".sam-image"), 100.5, 180.5)
         expect(panel.locator(".sam-status")).to_have_text("ready")
         expect(panel.locator(".sam-scores")).to_contain_text(re.compile(r"IoU -?\d\.\d{3} · IoU"))
         expect(panel.locator(".sam-latency")).to_contain_text(re.compile(r"encoder .+ · decoder \d"))
@@ -297,4 +295,43 @@ def test_compare_encoders_in_voila_fans_one_click_out_to_every_panel(browser, vo
     expect(panels.nth(1)).to_contain_text("93.7 M parameters")
     widget.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "compare_encoders_voila.png"), full_page=True)
+    page.context.close()
+
+
+# ------------------------------------------------------------------------------ explorers
+def test_attention_and_positional_explorers_in_voila(browser, voila):
+    page, explorer = open_voila(browser, voila, "attention_explorer.ipynb", ".sam-attention", scale=2)
+    heat = explorer.locator(".sam-heat")
+    expect(heat).to_be_visible()  # the notebook's click left the final attention showing
+
+    click_image(page, explorer, 85.5, 80.5, expect_label=1)  # a second point: the yellow hexagon
+    expect(explorer.locator(".sam-point")).to_have_count(2)
+    token = explorer.get_by_label("token")
+    expect(token.locator("option")).to_have_count(8)  # 5 output tokens, 2 points, 1 padding point
+    expect(explorer.locator(".sam-stats")).to_contain_text("point 1 (object): max")
+
+    token.select_option("6")  # the new click's token
+    expect(explorer.locator(".sam-stats")).to_contain_text("point 2 (object): max")
+    explorer.get_by_label("head").select_option("1")
+    expect(explorer.locator(".sam-received")).to_have_text("kernel received head = 1")
+    assert heat.get_attribute("src").startswith("data:image/png;base64,")
+    explorer.get_by_label("layer").select_option("two_way.layers.0.self_attn")
+    expect(explorer.locator(".sam-token-bar")).to_have_count(8)
+    expect(heat).to_be_hidden()
+    explorer.get_by_label("layer").select_option("two_way.layers.1.cross_attn_token_to_image")
+    expect(heat).to_be_visible()
+    explorer.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "attention_explorer_voila_dpr2.png"))
+
+    positions = page.locator(".sam-positional").first
+    fourier = positions.locator('.sam-panel[data-kind="fourier"] .sam-image')
+    fourier.scroll_into_view_if_needed()
+    revision = positions.get_attribute("data-revision")
+    page.mouse.click(*page_point(fourier, 10.5, 5.5))  # the PNG has one pixel per cell: row 5, col 10
+    expect(positions).not_to_have_attribute("data-revision", revision)
+    expect(positions.locator(".sam-received")).to_have_text("kernel received position [5, 10]")
+    assert_marker_at(positions.locator('.sam-panel[data-kind="fourier"] .sam-point'), fourier, 10.5, 5.5)
+    expect(positions.locator('.sam-panel[data-kind="absolute"] .sam-muted')).to_contain_text("learned absolute")
+    positions.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "positional_encoding_voila_dpr2.png"))
     page.context.close()

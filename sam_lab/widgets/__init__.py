@@ -8,11 +8,14 @@ Each widget is a thin view over a pure-Python state object that tests and notebo
 directly (``PromptState``, ``CompareState``, ``AttentionState``, ``PositionalEncodingState``);
 traitlets are the only channel to the page, whose ES module is the .js file beside the class.
 """
+from .attention import AttentionExplorer, AttentionState
 from .compare import CompareWidget
 from .compare_state import CompareState
 from .images import demo_image
 from .models import ModelChoice, estimate_encode_seconds, pick_model
+from .positional import PositionalEncodingExplorer, PositionalEncodingState
 from .prompt import PromptWidget
 from .prompt_state import Prediction, PromptState
 
-__all__ = ["PromptWidget", "PromptState", "CompareWidget", "CompareState", "Prediction", "ModelChoice", "pick_model", "estimate_encode_seconds", "demo_image"]
+__all__ = ["PromptWidget", "PromptState", "CompareWidget", "CompareState", "AttentionExplorer", "AttentionState",
+           "PositionalEncodingExplorer", "PositionalEncodingState", "Prediction", "ModelChoice", "pick_model", "estimate_encode_seconds", "demo_image"]
