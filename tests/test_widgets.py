@@ -29,7 +29,7 @@ class RecordingPredictor(sam_lab.SamPredictor):
         self.calls = []
 
     def predict(self, **kwargs):
-        self.calls.append(kwargs)
+        self.calls.append({**kwargs, "threads": torch.get_num_threads()})
         return super().predict(**kwargs)
 
 
@@ -165,6 +165,14 @@ def test_two_states_sharing_a_predictor_each_keep_their_own_image(tiny, image):
     assert second.masks.shape == (3, 100, 150)
 
 
+def test_clicks_run_on_decoder_threads_and_restore_torchs_setting(predictor, image):
+    before = torch.get_num_threads()
+    PromptState(predictor, image).add_point(10, 10)
+    assert predictor.calls[-1]["threads"] == 1 and torch.get_num_threads() == before
+    PromptState(predictor, image, decoder_threads=None).add_point(10, 10)
+    assert predictor.calls[-1]["threads"] == before
+
+
 def test_tiny_predict_latency_is_well_under_100_ms(tiny, image):
     state = PromptState(sam_lab.SamPredictor(tiny), image)
     timings = []
@@ -172,8 +180,7 @@ def test_tiny_predict_latency_is_well_under_100_ms(tiny, image):
         start = time.perf_counter()
         state.set_prompt([[50 + 10 * i, 60, 1]])
         timings.append((time.perf_counter() - start) * 1000)
-    # the best of 8 is what the model needs; the machine may be busy with other work
-    assert min(timings[1:]) < 100, timings
+    assert statistics.median(timings[1:]) < 100, timings  # one decoder thread: fast on a busy machine too
     print(f"tiny predict: median {statistics.median(timings[1:]):.1f} ms, best {min(timings[1:]):.1f} ms")
 
 
@@ -469,3 +476,14 @@ def test_positional_encoding_explorer_follows_clicks_and_refuses_cells_outside(t
     assert widget.received == "kernel received position [2, 5]"
     widget.position = [2, 16]
     assert "position" in widget.error and widget.position == [2, 5]
+
+
+def test_the_trained_tiny_model_is_used_automatically_once_its_weights_ship(tiny, tmp_path, monkeypatch):
+    from sam_lab.checkpoints import save_checkpoint
+
+    weights = save_checkpoint(tiny, tmp_path / "tiny.safetensors")
+    monkeypatch.setitem(sam_lab.pretrained.SHIPPED, "tiny", weights)  # as if training had shipped them
+    choice = pick_model("tiny")
+    assert choice.trained is True and choice.label == "tiny · trained (shipped weights)"
+    for name, value in tiny.state_dict().items():
+        assert torch.equal(choice.model.state_dict()[name], value), name

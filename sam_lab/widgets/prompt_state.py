@@ -18,12 +18,14 @@ raises the predictor's ``ValueError``/``TypeError`` and leaves the state exactly
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from PIL import Image
 
 from ..predictor import SamPredictor
@@ -82,11 +84,17 @@ class PromptState:
 
     ``predictor``: a :class:`SamPredictor` (or a SAM model, wrapped in one). ``lazy=True``
     encodes the image on the first prompt instead of now (the compare widget's panels).
-    ``multimask_output``: return 3 candidates (whole / part / subpart) for every prompt."""
+    ``multimask_output``: return 3 candidates (whole / part / subpart) for every prompt.
+    ``decoder_threads``: torch threads for the per-click path on a CPU (prompt encoder, decoder,
+    upsampling). 1 by default: its matrix products are small, and on a busy machine (the browser,
+    other kernels) more threads mostly wait for each other — measured on 2 cores under load, tiny
+    took ~1 s per click with 2 threads and ~10 ms with 1. None keeps torch's setting."""
 
-    def __init__(self, predictor, image=None, multimask_output: bool = True, lazy: bool = False) -> None:
+    def __init__(self, predictor, image=None, multimask_output: bool = True, lazy: bool = False,
+                 decoder_threads: Optional[int] = 1) -> None:
         self.predictor = predictor if isinstance(predictor, SamPredictor) else SamPredictor(predictor)
         self.multimask_output = multimask_output
+        self.decoder_threads = decoder_threads
         self.image: Optional[np.ndarray] = None
         self.encode_ms: Optional[float] = None
         self.current: Optional[Prediction] = None
@@ -152,15 +160,29 @@ class PromptState:
         self.encode()
         refined = self._extends(points, box)
         mask_input = self.current.low_res_logits[self.current.selected][None] if refined else None
-        start = time.perf_counter()
-        masks, scores, logits = self.predictor.predict(
-            point_coords=coords, point_labels=labels, box=None if box is None else np.array(box),
-            mask_input=mask_input, multimask_output=self.multimask_output,
-        )
-        latency_ms = (time.perf_counter() - start) * 1000
+        with self._threads():
+            start = time.perf_counter()
+            masks, scores, logits = self.predictor.predict(
+                point_coords=coords, point_labels=labels, box=None if box is None else np.array(box),
+                mask_input=mask_input, multimask_output=self.multimask_output,
+            )
+            latency_ms = (time.perf_counter() - start) * 1000
         prediction = Prediction(points, box, masks, scores, logits, int(np.argmax(scores)), refined, latency_ms)
         self._push(prediction)
         return prediction
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """Run the block with ``decoder_threads`` torch threads (CPU only), then restore."""
+        previous = torch.get_num_threads()
+        change = self.decoder_threads is not None and self.predictor.device.type == "cpu"
+        if change:
+            torch.set_num_threads(self.decoder_threads)
+        try:
+            yield
+        finally:
+            if change:
+                torch.set_num_threads(previous)
 
     def _extends(self, points, box) -> bool:
         """Does the new prompt add to the current one (so the current mask can refine it)?"""
