@@ -487,3 +487,15 @@ def test_the_trained_tiny_model_is_used_automatically_once_its_weights_ship(tiny
     assert choice.trained is True and choice.label == "tiny · trained (shipped weights)"
     for name, value in tiny.state_dict().items():
         assert torch.equal(choice.model.state_dict()[name], value), name
+
+
+def test_compare_shows_a_fast_models_mask_while_a_slow_one_still_encodes(tiny, image):
+    from sam_lab.widgets import CompareWidget
+
+    torch.manual_seed(2)
+    widget = CompareWidget({"fast": (tiny, "a"), "slow": (sam_lab.build_sam("tiny").eval(), "b")}, image)
+    seen = []
+    widget.observe(lambda change: seen.append((change["new"][1]["progress"], list(widget.mask_urls))), "panels")
+    widget.points = [[215, 130, 1]]
+    while_encoding = [urls for progress, urls in seen if progress is not None]
+    assert while_encoding and all(urls[0].startswith("data:image/png") and urls[1] == "" for urls in while_encoding)

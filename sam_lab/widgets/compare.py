@@ -33,6 +33,7 @@ class CompareWidget(ClickableWidget):
     def __init__(self, models, image, folder: Optional[str] = None, device: str = "cpu",
                  display_width: int = 300, **kwargs) -> None:
         super().__init__(display_width=display_width, **kwargs)
+        self._overlays = {}  # panel key -> ((id of the masks, selected), overlay URL)
         self.state = CompareState(models, image, folder=folder, device=device, on_change=self._panel_changed)
         H, W = self.state.image_hw
         self.image_url, self.image_size = png_data_url(self.state.image), [W, H]
@@ -57,14 +58,26 @@ class CompareWidget(ClickableWidget):
 
     # ---------------------------------------------------------------------------- to the page
     def _panel_changed(self, key: str) -> None:
-        """A panel moved on (building, encoding progress, done): tell the page now."""
+        """A panel moved on (building, encoding progress, done): tell the page now, so a fast
+        model's mask shows while a slow one is still encoding."""
         self.panels = [_panel_data(key, panel) for key, panel in self.state.panels.items()]
+        self.mask_urls = [self._mask_url(key, panel) for key, panel in self.state.panels.items()]
+
+    def _mask_url(self, key: str, panel: Panel) -> str:
+        """The panel's chosen mask as an overlay, encoded once per prediction."""
+        if panel.state is None or panel.state.current is None:
+            return ""
+        current = panel.state.current
+        made_for = (id(current.masks), current.selected)
+        if self._overlays.get(key, (None, ""))[0] != made_for:
+            color = CANDIDATE_COLORS[current.selected % len(CANDIDATE_COLORS)]
+            self._overlays[key] = (made_for, mask_overlay_url(current.masks[current.selected], color))
+        return self._overlays[key][1]
 
     def _push_state(self) -> None:
         self.points = [list(p) for p in self.state.points]
         self.box = None if self.state.box is None else list(self.state.box)
         self._panel_changed("")
-        self.mask_urls = [_best_mask_url(panel) for panel in self.state.panels.values()]
 
 
 def _panel_data(key: str, panel: Panel) -> dict:
@@ -84,9 +97,3 @@ def _panel_data(key: str, panel: Panel) -> dict:
         "selected": None if current is None else current.selected,
         "error": panel.error,
     }
-
-
-def _best_mask_url(panel: Panel) -> str:
-    if panel.state is None or panel.state.mask is None:
-        return ""
-    return mask_overlay_url(panel.state.mask, CANDIDATE_COLORS[panel.state.selected % len(CANDIDATE_COLORS)])
