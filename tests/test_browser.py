@@ -238,9 +238,12 @@ def exercise_prompt_widget(page, widget, shot: Path):
     widget.scroll_into_view_if_needed()
     page.screenshot(path=str(shot))
 
-    widget.locator(".sam-candidate").nth(2).click()  # pick candidate 2
-    expect(widget.locator(".sam-candidate").nth(2)).to_have_attribute("aria-pressed", "true")
-    expect(widget.locator(".sam-received")).to_have_text("kernel received selected = 2")
+    candidates = widget.locator(".sam-candidate")
+    pressed = [candidates.nth(i).get_attribute("aria-pressed") for i in range(candidates.count())]
+    pick = next(i for i, state in enumerate(pressed) if state != "true")  # one not chosen yet
+    candidates.nth(pick).click()
+    expect(candidates.nth(pick)).to_have_attribute("aria-pressed", "true")
+    expect(widget.locator(".sam-received")).to_have_text(f"kernel received selected = {pick}")
 
     click_image(page, widget, 85.5, 80.5, expect_label=1)  # the widget carries on
     expect(widget.locator(".sam-error")).to_be_hidden()
