@@ -142,9 +142,7 @@ def _read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
         else:
             # weights_only: rebuild tensors and plain containers, never call anything else.
             # mmap (zip files only) reads tensors lazily instead of holding a second copy.
-            obj = torch.load(
-                path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
-            )
+            obj = torch.load(path, weights_only=True, map_location="cpu", mmap=zipfile.is_zipfile(path))
     except OSError:
         raise  # a folder, no permission, ...: the system's message says it best
     except Exception as error:  # every other failure is about the file's contents
