@@ -16,7 +16,7 @@ from .checkpoints import download_checkpoint, find_checkpoint, load_checkpoint, 
 from .components import STAGES, build_sam, sam_model_registry
 from .config import TINY, VIT_B, VIT_H, VIT_L, SamConfig, get_config
 from .predictor import SamPredictor
-from .pretrained import load_model
+from .pretrained import load_ablation_model, load_model
 from .sam import Sam
 from .transforms import ResizeLongestSide
 

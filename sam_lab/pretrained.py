@@ -19,6 +19,12 @@ from .config import get_config
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors"}
+# lesson 08's ablation: two tiny models trained identically for 1,000 steps, one with the three
+# ambiguity-aware outputs and min-over-masks, one with a single output token
+ABLATION = {
+    "multimask": WEIGHTS_DIR / "tiny_ablation_multimask.safetensors",
+    "single_output": WEIGHTS_DIR / "tiny_ablation_single_output.safetensors",
+}
 
 
 def shipped_weights_available(name: str = "tiny") -> bool:
@@ -49,4 +55,17 @@ def load_model(name: str = "tiny", pretrained: bool = True, folder: Optional[str
                     "or pass pretrained=False for random weights"
                 )
         load_checkpoint(model, path)
+    return model.to(device).eval()
+
+
+def load_ablation_model(kind: str, device: str = "cpu"):
+    """One of the two tiny models of the ambiguity ablation (lesson 08), in eval mode:
+    ``"multimask"`` (SAM's recipe) or ``"single_output"`` (one output token, no min-over-masks),
+    both trained the same way for the same 1,000 steps."""
+    from .checkpoints import load_checkpoint
+
+    if kind not in ABLATION:
+        raise ValueError(f"kind: expected one of {sorted(ABLATION)}, got {kind!r}")
+    model = build_sam("tiny")
+    load_checkpoint(model, ABLATION[kind])
     return model.to(device).eval()

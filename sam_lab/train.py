@@ -33,6 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .backends import attention_kernel
 from .checkpoints import _write_atomically, load_checkpoint, save_checkpoint
 from .components import build_sam
 from .interactive import simulate_training_episode
@@ -59,6 +60,7 @@ class TrainConfig:
     single_output: bool = False  # ablation: one output token, no min-over-masks
     device: str = "cpu"
     threads: int = 2
+    attention: str = "math"  # attention kernel: "math" or "sdpa" (~10 % faster on CPU)
     milestones: List[float] = field(default_factory=lambda: [2 / 3, 0.963])
 
 
@@ -173,12 +175,14 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
+    history: List[Dict] = []
+    if resume and (out / "history.json").exists():  # the curve so far, cut at the resumed step
+        history = [r for r in json.loads((out / "history.json").read_text()) if r["step"] <= step]
     data = TrainingData(
         make_dataset(cfg.data, cfg.num_images, cfg.seed, model.image_encoder.img_size),
         model.image_encoder.img_size,
         progress=progress and rank == 0,
     )
-    history: List[Dict] = []
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(total=cfg.steps, initial=step, desc="training", disable=not progress or rank != 0)
     started = time.time()
@@ -188,16 +192,17 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         images, targets = images.to(device), targets.to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        with torch.set_grad_enabled(not cfg.freeze_encoder):
-            embeddings = model.image_encoder(model.preprocess(images))  # (B, C, h, w)
-        # every image is prompted for several of its masks: the same embedding, different clicks,
-        # different answers — the signal that teaches the decoder to follow the prompt
-        M = cfg.masks_per_image
-        episode = simulate_training_episode(
-            model, embeddings.repeat_interleave(M, dim=0), targets.flatten(0, 1), rng, single_output=cfg.single_output
-        )
-        optimizer.zero_grad(set_to_none=True)
-        episode["loss"].backward()
+        with attention_kernel(cfg.attention):
+            with torch.set_grad_enabled(not cfg.freeze_encoder):
+                embeddings = model.image_encoder(model.preprocess(images))  # (B, C, h, w)
+            # every image is prompted for several of its masks: the same embedding, different
+            # clicks, different answers — the signal that teaches the decoder to follow the prompt
+            M = cfg.masks_per_image
+            episode = simulate_training_episode(
+                model, embeddings.repeat_interleave(M, dim=0), targets.flatten(0, 1), rng, single_output=cfg.single_output
+            )
+            optimizer.zero_grad(set_to_none=True)
+            episode["loss"].backward()
         if world > 1:
             _average_gradients(params, world)
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -215,6 +220,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": json.dumps(asdict(cfg))}
             _write_atomically(last, lambda temp: torch.save(state, temp))
+            _write_atomically(out / "history.json", lambda temp: Path(temp).write_text(json.dumps(history)))
     bar.close()
     if world > 1:  # prove the replicas stayed identical: compare a fingerprint of the weights
         mine = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()

@@ -169,6 +169,25 @@ def test_resumed_training_ends_with_the_same_weights_as_an_uninterrupted_run(tmp
     for key in whole:
         torch.testing.assert_close(resumed[key], whole[key], atol=0, rtol=0)
     assert (tmp_path / "killed" / "model.safetensors").exists()
+    # the loss curve on disk is the whole run's, one record per step, the same as uninterrupted
+    curve = json.loads((tmp_path / "killed" / "history.json").read_text())
+    assert [r["step"] for r in curve] == list(range(1, _cfg(tmp_path).steps + 1))
+    assert curve == json.loads((tmp_path / "whole" / "history.json").read_text())
+
+
+def test_training_with_the_sdpa_kernel_matches_math(tmp_path, monkeypatch):
+    import torch.nn.functional as F
+
+    from sam_lab.train import train
+
+    calls = []
+    fused = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    math_run = train(_cfg(tmp_path / "m", steps=1), resume=False, progress=False)
+    assert not calls
+    sdpa_run = train(_cfg(tmp_path / "s", steps=1, attention="sdpa"), resume=False, progress=False)
+    assert calls  # the kernel was really used
+    assert sdpa_run["history"][0]["loss"] == pytest.approx(math_run["history"][0]["loss"], rel=1e-4)
 
 
 def test_frozen_encoder_training_changes_only_the_decoder(tmp_path):
@@ -194,3 +213,75 @@ def test_two_process_data_parallel_training_keeps_replicas_identical(tmp_path):
     fingerprints = json.loads((tmp_path / "replicas.json").read_text())
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
     assert (tmp_path / "model.safetensors").exists()
+
+
+def _nested_item():
+    masks = np.zeros((4, 40, 40), dtype=bool)
+    masks[0, 4:36, 4:36] = True  # whole
+    masks[1, 8:28, 8:28] = True  # part of it
+    masks[2, 10:18, 10:18] = True  # subpart of the part
+    masks[3, 0:3, 37:40] = True  # a separate object with no parts
+    image = np.zeros((40, 40, 3), dtype=np.uint8)
+    return {"image": image, "masks": masks, "parent": np.array([-1, 0, 1, -1]), "level": np.array([0, 1, 2, 0])}
+
+
+def test_nested_chains_run_from_each_innermost_part_up_to_its_whole():
+    from sam_lab.interactive import nested_chains
+
+    assert nested_chains(_nested_item()) == [[2, 1, 0]]
+    flat = _nested_item()
+    flat["parent"] = np.array([-1, -1, -1, -1])
+    assert nested_chains(flat) == []  # no nesting, no ambiguous clicks
+
+
+class _FakePredictor:
+    """Answers every click with fixed logits (C, H, W), to check the ambiguity score by hand."""
+
+    class model:
+        mask_threshold = 0.0
+
+    def __init__(self, logits, scores):
+        self.logits, self.scores, self.calls = logits, scores, []
+
+    def set_image(self, image):
+        pass
+
+    def predict(self, point_coords, point_labels, multimask_output, return_logits):
+        self.calls.append((point_coords.copy(), multimask_output))
+        return self.logits, self.scores, None
+
+
+def test_in_between_scores_rings_halfway_as_one_and_committed_as_zero():
+    from sam_lab.interactive import in_between
+
+    item = _nested_item()
+    masks = item["masks"]
+    p = np.where(masks[2], 0.9, np.where(masks[1], 0.5, np.where(masks[0], 0.1, 0.1)))
+    # ring part-minus-subpart at 0.5 is halfway between 0.9 (in) and 0.1 (out): 1;
+    # ring whole-minus-part at 0.1 is out: 0
+    assert in_between(p, masks, [2, 1, 0]) == pytest.approx([1.0, 0.0])
+    p = np.where(masks[2], 0.9, np.where(masks[1], 0.7, np.where(masks[0], 0.3, 0.1)))
+    assert in_between(p, masks, [2, 1, 0]) == pytest.approx([0.5, 0.5])  # t = 0.75 and 0.25
+    assert in_between(np.full((40, 40), 0.2), masks, [2, 1, 0]) == []  # no inside: nothing to score
+
+
+def test_ambiguity_score_rewards_one_sharp_answer_per_level_and_measures_blur():
+    from sam_lab.interactive import evaluate_ambiguity
+
+    item = _nested_item()
+    sharp = np.where(item["masks"][[2, 1, 0]], 10.0, -10.0)  # the three levels exactly
+    multi = evaluate_ambiguity(_FakePredictor(sharp, np.array([0.1, 0.9, 0.2])), [item])
+    assert multi.num_chains == 1 and multi.miou == pytest.approx(1.0)
+    # the best-scored answer (the part) is clearly in on the subpart-to-part ring, clearly out on
+    # the part-to-whole ring: no blur
+    assert multi.blur == pytest.approx(0.0, abs=1e-3)
+    # one token that hedges: sure on the subpart, p = 0.5 on the rest of the whole
+    hedge = np.where(item["masks"][2], 10.0, np.where(item["masks"][0], 0.0, -10.0))[None]
+    fake = _FakePredictor(hedge, np.array([0.5]))
+    single = evaluate_ambiguity(fake, [item], multimask=False)
+    # logits of exactly 0 are not above the threshold: the answer is the subpart, IoU 1 / (64/400) / (64/1024)
+    np.testing.assert_allclose(single.per_level_iou[0], [1.0, 64 / 400, 64 / 1024])
+    assert single.blur == pytest.approx(1.0, abs=1e-3)  # both rings exactly halfway between in and out
+    assert fake.calls[0][1] is False
+    x, y = fake.calls[0][0][0]
+    assert 13 <= x <= 14 and 13 <= y <= 14  # the middle of the subpart (rows/columns 10-17)
