@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .backends import attention_kernel
+from .backends import ATTENTION_KERNELS, attention_kernel
 from .checkpoints import _write_atomically, load_checkpoint, save_checkpoint
 from .components import build_sam
 from .interactive import simulate_training_episode
@@ -152,6 +152,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
     in total (used to test exact resume); the schedule still follows ``cfg.steps``."""
     from tqdm.auto import tqdm
 
+    if cfg.attention not in ATTENTION_KERNELS:  # before minutes of data preparation, not after
+        raise ValueError(f"attention: expected one of {ATTENTION_KERNELS}, got {cfg.attention!r}")
     torch.set_num_threads(cfg.threads)
     rank, world = _distributed()
     device = torch.device(cfg.device)
@@ -219,8 +221,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         bar.update(1)
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": json.dumps(asdict(cfg))}
-            _write_atomically(last, lambda temp: torch.save(state, temp))
+            # the curve first: a kill between the two writes leaves extra records, which resume cuts
             _write_atomically(out / "history.json", lambda temp: Path(temp).write_text(json.dumps(history)))
+            _write_atomically(last, lambda temp: torch.save(state, temp))
     bar.close()
     if world > 1:  # prove the replicas stayed identical: compare a fingerprint of the weights
         mine = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()

@@ -188,6 +188,8 @@ def test_training_with_the_sdpa_kernel_matches_math(tmp_path, monkeypatch):
     sdpa_run = train(_cfg(tmp_path / "s", steps=1, attention="sdpa"), resume=False, progress=False)
     assert calls  # the kernel was really used
     assert sdpa_run["history"][0]["loss"] == pytest.approx(math_run["history"][0]["loss"], rel=1e-4)
+    with pytest.raises(ValueError, match="attention.*'flash'"):
+        train(_cfg(tmp_path / "f", steps=1, attention="flash"), resume=False, progress=False)
 
 
 def test_frozen_encoder_training_changes_only_the_decoder(tmp_path):
