@@ -222,6 +222,11 @@ def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(str(temp))
+        # some writers (safetensors) create owner-only files; give the file the mode a plain
+        # open() would, so a checkpoint in a shared folder is readable as the user's umask allows
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)
         _sync_and_move(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

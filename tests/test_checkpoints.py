@@ -545,3 +545,14 @@ def test_network_errors_name_the_url(tmp_path, serve):
     with pytest.raises(DownloadError, match=re.escape(missing) + ".*404"):
         download_checkpoint("vit_b", tmp_path, url=missing, progress=False)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["m.safetensors", "m.pth"])
+def test_saved_checkpoints_get_the_mode_the_umask_gives_plain_files(tmp_path, name):
+    previous = os.umask(0o022)
+    try:
+        save_checkpoint(tiny_state_dict(), tmp_path / name)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / name).stat().st_mode & 0o777 == 0o644  # safetensors alone would give 0o600
+
