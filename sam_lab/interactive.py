@@ -356,10 +356,10 @@ def evaluate_ambiguity(predictor, dataset, num_images: Optional[int] = None, mul
                 point_coords=click, point_labels=np.array([1]), multimask_output=multimask, return_logits=True
             )
             masks = logits > predictor.model.mask_threshold  # (C, H, W)
+            levels = item["masks"][chain[:3]][:, None]  # (L, 1, H, W) against (C, H, W)
+            ious = (masks & levels).sum((-2, -1)) / np.maximum((masks | levels).sum((-2, -1)), 1)  # (L, C)
             row = np.full(3, np.nan)
-            for level, k in enumerate(chain[:3]):
-                gt = item["masks"][k]
-                row[level] = max((m & gt).sum() / max((m | gt).sum(), 1) for m in masks)
+            row[: len(ious)] = ious.max(axis=1)
             rows.append(row)
             chosen = torch.as_tensor(logits[int(np.argmax(scores))], dtype=torch.float)
             blur.extend(in_between(torch.sigmoid(chosen).numpy(), item["masks"], chain))
