@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 from reference import twin_models  # noqa: E402
 
 from sam_lab import SamPredictor, attention_kernel  # noqa: E402
-from sam_lab.backends import ATTENTION_KERNELS, autocast  # noqa: E402
+from sam_lab.device import autocast
+from sam_lab.modeling.kernels import ATTENTION_KERNELS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,11 +6,19 @@ image encoder (prompt encoder, two-way transformer, mask decoder) is the same fo
 
 `TINY` is the same architecture at a size that runs in a fraction of a second on a laptop CPU;
 tests and CPU lessons use it.
+
+:func:`stage_kwargs` is the one mapping from a config to the keyword arguments each stage's
+constructor receives. ``build_sam``, the exercise checkers and the reference-model oracle of the
+tests all use it, so a field means the same thing everywhere.
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field, replace
-from typing import Tuple
+from functools import partial
+from typing import Any, Dict, Tuple
+
+import torch.nn as nn
 
 
 @dataclass(frozen=True)
@@ -128,3 +136,89 @@ def get_config(name_or_config) -> SamConfig:
             f"config: expected one of {sorted(CONFIGS) + ['default']}, got {name_or_config!r}"
         )
     return CONFIGS[key]
+
+
+#: stage -> its parent stage (the sub-stages are built inside our parent class; "" = top level)
+STAGE_PARENTS: Dict[str, str] = {
+    "image_encoder": "",
+    "patch_embed": "image_encoder",
+    "encoder_block": "image_encoder",
+    "neck": "image_encoder",
+    "prompt_encoder": "",
+    "positional_encoding": "prompt_encoder",
+    "two_way_attention": "",
+    "two_way_block": "two_way_attention",
+    "mask_decoder": "",
+}
+
+
+def stage_kwargs(config) -> Dict[str, Dict[str, Any]]:
+    """Stage name -> the keyword arguments its constructor receives, for every stage of SAM.
+
+    Top-level stages get these from ``build_sam``; sub-stages from our parent class. Two
+    arguments vary from block to block inside a parent; the values given are block 0's:
+
+    * ``encoder_block``: ``window_size`` is 0 for the blocks in ``global_attn_indexes`` (they
+      attend over the whole grid) and the window side for the others.
+    * ``two_way_block``: ``skip_first_layer_pe`` is True for block 0 only (its queries are the
+      prompt tokens themselves, positions included), False for the others.
+
+    ``mask_decoder`` also receives the built ``transformer`` (the two-way attention stage).
+    """
+    cfg = get_config(config)
+    enc, pe, dec = cfg.image_encoder, cfg.prompt_encoder, cfg.mask_decoder
+    grid = enc.grid_size
+    norm_layer, act_layer = partial(nn.LayerNorm, eps=1e-6), nn.GELU
+    window = 0 if 0 in enc.global_attn_indexes else enc.window_size  # block 0's
+    return {
+        "image_encoder": dict(
+            img_size=enc.img_size, patch_size=enc.patch_size, in_chans=enc.in_chans,
+            embed_dim=enc.embed_dim, depth=enc.depth, num_heads=enc.num_heads,
+            mlp_ratio=enc.mlp_ratio, out_chans=enc.out_chans, qkv_bias=enc.qkv_bias,
+            norm_layer=norm_layer, act_layer=act_layer, use_abs_pos=enc.use_abs_pos,
+            use_rel_pos=enc.use_rel_pos, rel_pos_zero_init=True, window_size=enc.window_size,
+            global_attn_indexes=tuple(enc.global_attn_indexes),
+        ),
+        "patch_embed": dict(
+            kernel_size=(enc.patch_size, enc.patch_size), stride=(enc.patch_size, enc.patch_size),
+            in_chans=enc.in_chans, embed_dim=enc.embed_dim,
+        ),
+        "encoder_block": dict(
+            dim=enc.embed_dim, num_heads=enc.num_heads, mlp_ratio=enc.mlp_ratio,
+            qkv_bias=enc.qkv_bias, norm_layer=norm_layer, act_layer=act_layer,
+            use_rel_pos=enc.use_rel_pos, rel_pos_zero_init=True, window_size=window,
+            input_size=(grid, grid),
+        ),
+        "neck": dict(embed_dim=enc.embed_dim, out_chans=enc.out_chans),
+        "prompt_encoder": dict(
+            embed_dim=pe.embed_dim, image_embedding_size=(grid, grid),
+            input_image_size=(enc.img_size, enc.img_size), mask_in_chans=pe.mask_in_chans,
+        ),
+        "positional_encoding": dict(num_pos_feats=pe.embed_dim // 2),
+        "two_way_attention": dict(
+            depth=dec.transformer_depth, embedding_dim=dec.transformer_dim,
+            num_heads=dec.transformer_num_heads, mlp_dim=dec.transformer_mlp_dim,
+            attention_downsample_rate=dec.attention_downsample_rate,
+        ),
+        "two_way_block": dict(
+            embedding_dim=dec.transformer_dim, num_heads=dec.transformer_num_heads,
+            mlp_dim=dec.transformer_mlp_dim, activation=nn.ReLU,
+            attention_downsample_rate=dec.attention_downsample_rate, skip_first_layer_pe=True,
+        ),
+        "mask_decoder": dict(
+            transformer_dim=dec.transformer_dim, num_multimask_outputs=dec.num_multimask_outputs,
+            iou_head_depth=dec.iou_head_depth, iou_head_hidden_dim=dec.iou_head_hidden_dim,
+        ),
+    }
+
+
+def describe_stages() -> str:
+    """The stages and their keyword arguments as an indented table (for docstrings)."""
+    kwargs = stage_kwargs(TINY)
+    kwargs["mask_decoder"] = {"transformer": None, **kwargs["mask_decoder"]}
+    lines = []
+    for stage, parent in STAGE_PARENTS.items():
+        name = ("  " if parent else "") + stage
+        lines += textwrap.wrap(", ".join(kwargs[stage]), width=96, initial_indent=f"    {name:<22} ",
+                               subsequent_indent=" " * 27)
+    return "\n".join(lines)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import sam_lab
-from sam_lab import backends, build_sam
-from sam_lab.backends import attend, attention_kernel, get_attention_kernel, record_attention
+from sam_lab import build, build_sam, device
+from sam_lab.modeling.kernels import attend, attention_kernel, get_attention_kernel, record_attention
 
 torch.set_num_threads(2)
 
@@ -69,20 +69,20 @@ def test_record_attention_hands_back_every_attention_map():
 
 
 def test_autocast_is_fp32_noop_on_cpu_and_refuses_bf16_there():
-    with backends.autocast("cpu", "fp32"):
+    with device.autocast("cpu", "fp32"):
         pass
     with pytest.raises(ValueError, match="dtype: bf16 autocast is supported on cuda only"):
-        backends.autocast("cpu", "bf16")
+        device.autocast("cpu", "bf16")
     with pytest.raises(ValueError, match="dtype: expected 'fp32' or 'bf16'"):
-        backends.autocast("cpu", "fp8")
+        device.autocast("cpu", "fp8")
 
 
 def test_pick_device_prefers_what_exists_and_names_what_does_not():
-    assert backends.pick_device("cpu").type == "cpu"
-    assert backends.pick_device().type in ("cpu", "cuda", "mps")
+    assert device.pick_device("cpu").type == "cpu"
+    assert device.pick_device().type in ("cpu", "cuda", "mps")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device: 'cuda' was asked for"):
-            backends.pick_device("cuda")
+            device.pick_device("cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -91,7 +91,7 @@ def test_bf16_autocast_on_cuda_stays_close_to_fp32():
     x = torch.randn(1, 3, 256, 256, device="cuda")
     with torch.no_grad():
         full = model.image_encoder(x)
-        with backends.autocast("cuda", "bf16"):
+        with device.autocast("cuda", "bf16"):
             half = model.image_encoder(x)
     assert half.dtype == torch.bfloat16
     assert (full - half.float()).abs().max() < 0.1 * full.abs().max()
@@ -99,4 +99,4 @@ def test_bf16_autocast_on_cuda_stays_close_to_fp32():
 
 def test_unknown_variant_for_our_backend_is_named():
     with pytest.raises(ValueError, match="variant: expected one of"):
-        backends.build_model("vit_xl")
+        build.build_model("vit_xl")

@@ -7,7 +7,7 @@ explicit RGB image, and a refused call leaves the predictor as it was.
 
 The last test throws random combinations of good and bad prompts at ``predict`` and accepts
 only a well-formed result (for a valid draw) or a named ``ValueError``/``TypeError`` (for an
-invalid one); validity is worked out by the test itself, not by ``sam_lab.validation``.
+invalid one); validity is worked out by the test itself, not by ``sam_lab.inference.validation``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from reference import randomize_
+from sam_lab.weights import randomize
 from sam_lab import SamPredictor, build_sam
 
 torch.set_num_threads(2)
@@ -32,7 +32,7 @@ ARGUMENTS = ("point_coords", "point_labels", "box", "mask_input", "multimask_out
 
 @pytest.fixture(scope="module")
 def model():
-    return randomize_(build_sam("tiny"), seed=0)
+    return randomize(build_sam("tiny"), seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""sam_lab.checkpoints: loading, saving, finding and downloading checkpoints, all offline.
+"""sam_lab.weights: loading, saving, finding and downloading checkpoints, all offline.
 
 Downloads are served by a local http.server on 127.0.0.1 that can honour Range requests,
 ignore them, or drop the connection half way; it records every request it answers.
@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sam_lab import checkpoints, download
-from sam_lab.checkpoints import (
+from sam_lab.weights import download
+from sam_lab.weights import io as checkpoint_io
+from sam_lab.weights import (
     CHECKPOINTS,
     CheckpointError,
     DownloadError,
@@ -30,7 +31,7 @@ from sam_lab.checkpoints import (
     load_checkpoint,
     save_checkpoint,
 )
-from sam_lab.components import build_sam
+from sam_lab import build_sam
 
 
 # ------------------------------------------------------------------ helpers
@@ -263,7 +264,7 @@ def test_save_checkpoint_failing_half_way_leaves_old_file_intact(tmp_path, monke
         Path(target).write_bytes(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoints.torch, "save", broken_save)
+    monkeypatch.setattr(checkpoint_io.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tiny_state_dict(seed=2), path)
     assert path.read_bytes() == before
@@ -447,7 +448,7 @@ def test_official_file_is_verified_by_full_md5_and_its_sha256_logged(tmp_path, s
     server = serve()
     patch_table(monkeypatch, md5=PAYLOAD_MD5)  # the official name, whose prefix 01ec64 is not ours
     assert not PAYLOAD_MD5.startswith("01ec64")
-    with caplog.at_level(logging.INFO, logger="sam_lab.download"):
+    with caplog.at_level(logging.INFO, logger="sam_lab.weights.download"):
         path = fetch(server, tmp_path, sha256=None)
     assert path == tmp_path / "sam_vit_b_01ec64.pth" and path.read_bytes() == PAYLOAD
     assert PAYLOAD_SHA256 in caplog.text and "md5 verified" in caplog.text

@@ -13,9 +13,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from segment_anything import modeling as reference
 
-from reference import randomize_
+from sam_lab.weights import randomize
 from sam_lab import STAGES, build_sam
-from sam_lab.two_way_attention import TwoWayAttentionBlock
+from sam_lab.modeling.two_way_transformer import TwoWayAttentionBlock
 
 torch.set_num_threads(2)
 
@@ -71,7 +71,7 @@ INDEPENDENT = {
 
 @pytest.fixture(scope="module")
 def ours():
-    return randomize_(build_sam("tiny"), seed=3)
+    return randomize(build_sam("tiny"), seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam_lab.data import CocoSegmentation, SyntheticShapes
-from sam_lab.data.coco import CocoFormatError
-from sam_lab.rle import area, compress_counts, decompress_counts, mask_to_counts, mask_to_rle, rle_to_mask
+from sam_lab.training.data import CocoSegmentation, SyntheticShapes
+from sam_lab.training.data.coco import CocoFormatError
+from sam_lab.inference.rle import area, compress_counts, decompress_counts, mask_to_counts, mask_to_rle, rle_to_mask
 
 
 # ----------------------------------------------------------------------------- synthetic

@@ -10,15 +10,10 @@ import pytest
 import torch
 
 from sam_lab import build_sam
-from sam_lab.interactive import (
-    farthest_from_boundary,
-    next_eval_click,
-    noisy_box,
-    round_plan,
-    sample_error_point,
-    simulate_training_episode,
-)
-from sam_lab.losses import dice_loss, focal_loss, mask_iou, sam_loss
+from sam_lab.evaluation.interactive import farthest_from_boundary, next_eval_click
+from sam_lab.inference.masks import mask_iou
+from sam_lab.training.clicks import noisy_box, round_plan, sample_error_point, simulate_training_episode
+from sam_lab.training.losses import dice_loss, focal_loss, sam_loss
 
 torch.set_num_threads(2)
 
@@ -42,11 +37,26 @@ def test_dice_loss_is_zero_for_a_confident_perfect_mask_and_hand_worked_otherwis
     assert dice_loss(torch.zeros(1, 1, 2, 2), target).item() == pytest.approx(0.4, rel=1e-6)
 
 
-def test_mask_iou_counts_thresholded_pixels():
+def test_mask_iou_counts_pixels_and_scores_empty_against_empty_as_one_for_torch_and_numpy():
+    pred = np.array([[[True, True], [True, False]]])
+    target = np.array([[[True, True], [False, False]]])
+    empty = np.zeros((1, 2, 2), dtype=bool)
+    for convert in (np.asarray, torch.as_tensor):
+        assert float(mask_iou(convert(pred), convert(target))[0]) == pytest.approx(2 / 3)
+        assert float(mask_iou(convert(empty), convert(empty))[0]) == 1.0  # the one convention
+        assert float(mask_iou(convert(empty), convert(target))[0]) == 0.0
+    table = mask_iou(np.stack([pred[0], target[0], empty[0]])[:, None], np.stack([target[0], pred[0]])[None])
+    assert table.shape == (3, 2) and table[1, 0] == 1.0 and table[0, 1] == 1.0  # broadcast: every pair
+    with pytest.raises(TypeError, match="pred/target: expected boolean masks"):
+        mask_iou(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2))
+    with pytest.raises(TypeError, match="both numpy arrays or both torch tensors"):
+        mask_iou(pred, torch.as_tensor(target))
+
+
+def test_the_iou_head_target_is_the_thresholded_masks_iou():
     logits = torch.tensor([[[[1.0, 1.0], [1.0, -1.0]]]])
-    target = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
-    assert mask_iou(logits, target).item() == pytest.approx(2 / 3)
-    assert mask_iou(-torch.ones(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item() == 1.0  # empty vs empty
+    target = torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])
+    assert sam_loss(logits, torch.zeros(1, 1), target)["iou_true"].item() == pytest.approx(2 / 3)
 
 
 def test_only_the_lowest_loss_mask_gets_gradient():
@@ -69,7 +79,7 @@ def test_mask_loss_is_focal_and_dice_twenty_to_one_and_iou_head_regresses_true_i
     iou_pred = torch.tensor([[0.3], [0.9]])
     out = sam_loss(logits, iou_pred, target)
     expected_mask = (20 * focal_loss(logits, target[:, None]) + dice_loss(logits, target[:, None])).mean()
-    true_iou = mask_iou(logits, target[:, None])
+    true_iou = mask_iou(logits > 0, target[:, None].bool())
     expected_iou = ((iou_pred - true_iou) ** 2).mean()
     assert out["loss"].item() == pytest.approx((expected_mask + expected_iou).item(), rel=1e-5)
 
@@ -141,7 +151,7 @@ def test_training_episode_runs_eleven_rounds_and_backpropagates():
 # ----------------------------------------------------------------------------- training loop
 
 def _cfg(tmp_path, **changes):
-    from sam_lab.train import TrainConfig
+    from sam_lab.training.train import TrainConfig
 
     base = dict(steps=4, batch_size=2, masks_per_image=2, num_images=6, out=str(tmp_path), checkpoint_every=2, warmup=2, seed=1)
     base.update(changes)
@@ -149,7 +159,7 @@ def _cfg(tmp_path, **changes):
 
 
 def test_learning_rate_warms_up_then_drops_tenfold_twice():
-    from sam_lab.train import TrainConfig, learning_rate
+    from sam_lab.training.train import TrainConfig, learning_rate
 
     cfg = TrainConfig(steps=900, warmup=100, lr=1e-3)
     assert learning_rate(0, cfg) == pytest.approx(1e-5)
@@ -160,7 +170,7 @@ def test_learning_rate_warms_up_then_drops_tenfold_twice():
 
 
 def test_resumed_training_ends_with_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    from sam_lab.train import train
+    from sam_lab.training.train import train
 
     whole = train(_cfg(tmp_path / "whole"), resume=False, progress=False)["model"].state_dict()
     train(_cfg(tmp_path / "killed"), resume=False, progress=False, stop_after=2)  # "killed" after step 2
@@ -178,7 +188,7 @@ def test_resumed_training_ends_with_the_same_weights_as_an_uninterrupted_run(tmp
 def test_training_with_the_sdpa_kernel_matches_math(tmp_path, monkeypatch):
     import torch.nn.functional as F
 
-    from sam_lab.train import train
+    from sam_lab.training.train import train
 
     calls = []
     fused = F.scaled_dot_product_attention
@@ -193,7 +203,7 @@ def test_training_with_the_sdpa_kernel_matches_math(tmp_path, monkeypatch):
 
 
 def test_frozen_encoder_training_changes_only_the_decoder(tmp_path):
-    from sam_lab.train import train
+    from sam_lab.training.train import train
 
     torch.manual_seed(1)
     before = dict(build_sam("tiny").named_parameters())
@@ -207,7 +217,7 @@ def test_two_process_data_parallel_training_keeps_replicas_identical(tmp_path):
     env = dict(os.environ, SAM_LAB_DDP_BACKEND="gloo", OMP_NUM_THREADS="1")
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-        "-m", "sam_lab.train", "--steps", "3", "--batch-size", "2", "--num-images", "6",
+        "-m", "sam_lab.training", "--steps", "3", "--batch-size", "2", "--num-images", "6",
         "--out", str(tmp_path), "--threads", "1", "--eval-images", "0", "--warmup", "1",
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -228,7 +238,7 @@ def _nested_item():
 
 
 def test_nested_chains_run_from_each_innermost_part_up_to_its_whole():
-    from sam_lab.interactive import nested_chains
+    from sam_lab.evaluation.ambiguity import nested_chains
 
     assert nested_chains(_nested_item()) == [[2, 1, 0]]
     flat = _nested_item()
@@ -254,7 +264,7 @@ class _FakePredictor:
 
 
 def test_in_between_scores_rings_halfway_as_one_and_committed_as_zero():
-    from sam_lab.interactive import in_between
+    from sam_lab.evaluation.ambiguity import in_between
 
     item = _nested_item()
     masks = item["masks"]
@@ -268,7 +278,7 @@ def test_in_between_scores_rings_halfway_as_one_and_committed_as_zero():
 
 
 def test_ambiguity_score_rewards_one_sharp_answer_per_level_and_measures_blur():
-    from sam_lab.interactive import evaluate_ambiguity
+    from sam_lab.evaluation.ambiguity import evaluate_ambiguity
 
     item = _nested_item()
     sharp = np.where(item["masks"][[2, 1, 0]], 10.0, -10.0)  # the three levels exactly

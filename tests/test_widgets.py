@@ -16,7 +16,7 @@ import torch
 
 import sam_lab
 import sam_lab.widgets
-from sam_lab.rle import rle_to_mask
+from sam_lab.inference.rle import rle_to_mask
 from sam_lab.widgets import PromptState, PromptWidget, demo_image, pick_model
 from sam_lab.widgets.images import es_module, heatmap, mask_overlay
 
@@ -310,7 +310,7 @@ def test_pick_model_labels_random_weights_untrained(monkeypatch, tmp_path):
     assert choice.trained is False and "untrained" in choice.label and not choice.built
     assert 636e6 < choice.parameters < 642e6
     tiny = pick_model("tiny")
-    assert tiny.trained == sam_lab.pretrained.shipped_weights_available("tiny")
+    assert tiny.trained == sam_lab.weights.pretrained.shipped_weights_available("tiny")
     assert ("untrained" in tiny.label) != tiny.trained
 
 
@@ -352,7 +352,7 @@ def test_compare_encodes_lazily_with_progress_and_refuses_bad_clicks_before_any_
 
 
 def test_compare_labels_models_without_weights_untrained_and_estimates_encoder_time(image, tmp_path, monkeypatch):
-    from sam_lab.checkpoints import find_checkpoint
+    from sam_lab.weights import find_checkpoint
     from sam_lab.widgets import CompareWidget, estimate_encode_seconds
 
     monkeypatch.setenv("SAM_LAB_CHECKPOINTS", str(tmp_path / "empty"))
@@ -479,10 +479,10 @@ def test_positional_encoding_explorer_follows_clicks_and_refuses_cells_outside(t
 
 
 def test_the_trained_tiny_model_is_used_automatically_once_its_weights_ship(tiny, tmp_path, monkeypatch):
-    from sam_lab.checkpoints import save_checkpoint
+    from sam_lab.weights import save_checkpoint
 
     weights = save_checkpoint(tiny, tmp_path / "tiny.safetensors")
-    monkeypatch.setitem(sam_lab.pretrained.SHIPPED, "tiny", weights)  # as if training had shipped them
+    monkeypatch.setitem(sam_lab.weights.pretrained.SHIPPED, "tiny", weights)  # as if training had shipped them
     choice = pick_model("tiny")
     assert choice.trained is True and choice.label == "tiny · trained (shipped weights)"
     for name, value in tiny.state_dict().items():

@@ -5,12 +5,12 @@
     sam_lab.exercises.assert_passes("patch_embed", MyPatchEmbed)   # for a lesson's assert cell
 
 ``learner`` is a class (or any factory) that we call with the same keyword arguments as our
-class (see ``sam_lab.components``), a module you built yourself (checked on the cases it was
+class (see ``sam_lab.config.stage_kwargs``), a module you built yourself (checked on the cases it was
 built for), or for the function stages a function (``window_partition`` takes the pair
 ``(partition, unpartition)``). Our weights, random but fixed and nonzero everywhere, are copied
 into your module with strict keys, both run on fixed inputs, and the first difference found is
 explained: a wrong shape or layout, a constant factor, a known mistake, or where it differs.
-``STAGES`` lists the stage names with a line each.
+``CHECKS`` lists the stage names that can be checked, with a line each.
 """
 from __future__ import annotations
 
@@ -21,18 +21,19 @@ from typing import Any, Callable, Dict, List
 import torch
 import torch.nn as nn
 
-from ..attention import Attention
+from ..modeling.attention import Attention
 from ..config import SamConfig, get_config
-from ..image_encoder import Block, ImageEncoder
-from ..mask_head import MaskDecoder
-from ..patching import PatchEmbed, window_partition, window_unpartition
-from ..positional_encoding import PositionEmbeddingRandom, get_rel_pos, resize_absolute_pos_embed
-from ..prompt_encoder import PromptEncoder
-from ..two_way_attention import TwoWayAttentionBlock, TwoWayTransformer
+from ..modeling.image_encoder import Block, ImageEncoder
+from ..modeling.mask_decoder import MaskDecoder
+from ..modeling.patching import PatchEmbed, window_partition, window_unpartition
+from ..modeling.positional_encoding import PositionEmbeddingRandom, get_rel_pos, resize_absolute_pos_embed
+from ..modeling.prompt_encoder import PromptEncoder
+from ..modeling.two_way_transformer import TwoWayAttentionBlock, TwoWayTransformer
 from . import image_stages, prompt_stages
-from .engine import Case, CheckFailed, CheckResult, compare, load_ours_into, randomize
+from ..weights.random_init import randomize
+from .engine import Case, CheckFailed, CheckResult, compare, load_ours_into
 
-__all__ = ["STAGES", "CheckResult", "assert_passes", "check"]
+__all__ = ["CHECKS", "CheckResult", "assert_passes", "check"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class _Stage:
 
 _STAGES: Dict[str, _Stage] = {
     "patch_embed": _Stage("lesson 01: image (B, 3, H, W) -> patch tokens (B, H/16, W/16, D), like "
-                          "sam_lab.patching.PatchEmbed", PatchEmbed, image_stages.patch_embed_cases),
+                          "sam_lab.modeling.patching.PatchEmbed", PatchEmbed, image_stages.patch_embed_cases),
     "window_partition": _Stage("lesson 01: the pair (window_partition, window_unpartition): pad, split "
                                "into windows, stitch back and crop", (window_partition, window_unpartition),
                                image_stages.window_partition_cases),
@@ -61,26 +62,26 @@ _STAGES: Dict[str, _Stage] = {
                                "(forward(size) and forward_with_coords)", PositionEmbeddingRandom,
                                image_stages.fourier_features_cases),
     "attention": _Stage("lesson 03: ViT self-attention with decomposed relative positions, like "
-                        "sam_lab.attention.Attention", Attention, image_stages.attention_cases),
-    "encoder_block": _Stage("lesson 03: a ViT block, windowed or global, like sam_lab.image_encoder.Block",
+                        "sam_lab.modeling.attention.Attention", Attention, image_stages.attention_cases),
+    "encoder_block": _Stage("lesson 03: a ViT block, windowed or global, like sam_lab.modeling.image_encoder.Block",
                             Block, image_stages.encoder_block_cases),
-    "image_encoder": _Stage("lesson 03: the whole ViT image encoder, like sam_lab.image_encoder.ImageEncoder",
+    "image_encoder": _Stage("lesson 03: the whole ViT image encoder, like sam_lab.modeling.image_encoder.ImageEncoder",
                             ImageEncoder, image_stages.image_encoder_cases),
     "prompt_encoder": _Stage("lesson 04: points, boxes and masks -> sparse and dense embeddings, like "
-                             "sam_lab.prompt_encoder.PromptEncoder", PromptEncoder,
+                             "sam_lab.modeling.prompt_encoder.PromptEncoder", PromptEncoder,
                              prompt_stages.prompt_encoder_cases),
     "two_way_block": _Stage("lesson 05: one two-way attention block, like "
-                            "sam_lab.two_way_attention.TwoWayAttentionBlock", TwoWayAttentionBlock,
+                            "sam_lab.modeling.two_way_transformer.TwoWayAttentionBlock", TwoWayAttentionBlock,
                             prompt_stages.two_way_block_cases),
     "two_way_attention": _Stage("lesson 05: the two-way transformer, like "
-                                "sam_lab.two_way_attention.TwoWayTransformer", TwoWayTransformer,
+                                "sam_lab.modeling.two_way_transformer.TwoWayTransformer", TwoWayTransformer,
                                 prompt_stages.two_way_attention_cases),
-    "mask_decoder": _Stage("lesson 06: the dynamic mask head, like sam_lab.mask_head.MaskDecoder",
+    "mask_decoder": _Stage("lesson 06: the dynamic mask head, like sam_lab.modeling.mask_decoder.MaskDecoder",
                            MaskDecoder, prompt_stages.mask_decoder_cases),
 }
 
-#: stage name -> what it checks, in lesson order
-STAGES: Dict[str, str] = {name: stage.description for name, stage in _STAGES.items()}
+#: stage name -> what it checks, in lesson order (sam_lab.STAGES maps names to our classes)
+CHECKS: Dict[str, str] = {name: stage.description for name, stage in _STAGES.items()}
 
 
 def check(stage: str, learner: Any, *, config="tiny", verbose: bool = True) -> CheckResult:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import difflib
 import itertools
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -24,8 +23,8 @@ from unittest import mock
 import torch
 import torch.nn as nn
 
-from .. import attention as vit_attention_module
-from .. import two_way_attention as two_way_module
+from ..modeling import attention as vit_attention_module
+from ..modeling import two_way_transformer as two_way_module
 
 
 @dataclass
@@ -79,24 +78,6 @@ class CheckFailed(Exception):
 
 
 # ----------------------------------------------------------------------------- weights
-
-@torch.no_grad()
-def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Every parameter random and of a sensible scale: norm scales near 1, biases small,
-    embeddings and position tables O(1), weight matrices ~ 1/sqrt(fan_in)."""
-    generator = torch.Generator().manual_seed(seed)
-    embeddings = {f"{n}.weight" for n, m in module.named_modules() if isinstance(m, nn.Embedding)}
-    for name, p in module.named_parameters():
-        noise = torch.randn(p.shape, generator=generator)
-        leaf = name.rsplit(".", 1)[-1]
-        if "pos" in leaf or name in embeddings:
-            p.copy_(0.5 * noise)
-        elif p.ndim == 1:
-            p.copy_((1.0 if leaf == "weight" else 0.0) + 0.1 * noise)
-        else:
-            p.copy_(noise / math.sqrt(p[0].numel()))
-    return module
-
 
 def load_ours_into(theirs: nn.Module, ours: nn.Module) -> None:
     """Copy our weights with strict keys; explain a naming or shape mismatch."""

@@ -6,15 +6,13 @@ mistakes a learner is likely to make planted into ours so the checker can name t
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import List
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import SamConfig
-from ..patching import window_partition, window_unpartition
+from ..config import SamConfig, stage_kwargs
+from ..modeling.patching import window_partition
 from .engine import Case, Mistake, attention_factors, attention_mistakes, modified_copy
 
 
@@ -35,7 +33,7 @@ def patch_embed_cases(cfg: SamConfig) -> List[Case]:
             run=lambda m: m(image.clone()),
             outputs=("tokens",),
             axes=("BHWC",),
-            kwargs=dict(kernel_size=(p, p), stride=(p, p), in_chans=enc.in_chans, embed_dim=enc.embed_dim),
+            kwargs=stage_kwargs(cfg)["patch_embed"],
             factors={"patch_size": (float(p), advice), "patch_size²": (float(p * p), advice)},
         )
     ]
@@ -197,28 +195,23 @@ def fourier_features_cases(cfg: SamConfig) -> List[Case]:
                            lambda ours, run: ours.forward_with_coords(coords.clone(), (64, 48)))
     return [
         Case(f"forward(({h}, {w})): every cell of a {h}x{w} grid", run=lambda m: m((h, w)),
-             outputs=("encoding",), axes=("CHW",), kwargs=dict(num_pos_feats=F_),
+             outputs=("encoding",), axes=("CHW",), kwargs=stage_kwargs(cfg)["positional_encoding"],
              mistakes=[centre] + common),
         Case("forward_with_coords: 5 points in a 48x64 (H x W) image",
              run=lambda m: m.forward_with_coords(coords.clone(), (48, 64)), outputs=("encoding",),
-             axes=("BNC",), kwargs=dict(num_pos_feats=F_), mistakes=[swapped_size] + common),
+             axes=("BNC",), kwargs=stage_kwargs(cfg)["positional_encoding"], mistakes=[swapped_size] + common),
     ]
 
 
 # ----------------------------------------------------------------------------- lesson 03
-
-def _encoder_kwargs(cfg: SamConfig) -> dict:
-    enc = cfg.image_encoder
-    return dict(mlp_ratio=enc.mlp_ratio, qkv_bias=enc.qkv_bias, norm_layer=partial(nn.LayerNorm, eps=1e-6),
-                act_layer=nn.GELU, use_rel_pos=True, rel_pos_zero_init=True)
-
 
 def attention_cases(cfg: SamConfig) -> List[Case]:
     enc = cfg.image_encoder
     d = enc.embed_dim // enc.num_heads
     x = randn(10, 2, 6, 10, enc.embed_dim)
     y = randn(11, 2, 5, 7, enc.embed_dim)
-    base = dict(dim=enc.embed_dim, num_heads=enc.num_heads, qkv_bias=True, rel_pos_zero_init=True)
+    block = stage_kwargs(cfg)["encoder_block"]  # the attention takes the block's arguments it shares
+    base = {key: block[key] for key in ("dim", "num_heads", "qkv_bias", "rel_pos_zero_init")}
     return [
         Case("a (2, 6, 10, D) grid with relative positions", run=lambda m: m(x.clone()),
              outputs=("tokens",), axes=("BHWC",), kwargs=dict(base, use_rel_pos=True, input_size=(6, 10)),
@@ -236,7 +229,7 @@ def encoder_block_cases(cfg: SamConfig) -> List[Case]:
     padded = (2 * w, 2 * w)
     x = randn(12, 2, H, W, enc.embed_dim)
     g = randn(13, 2, 6, 10, enc.embed_dim)
-    base = dict(dim=enc.embed_dim, num_heads=enc.num_heads, **_encoder_kwargs(cfg))
+    base = dict(stage_kwargs(cfg)["encoder_block"], use_rel_pos=True)  # window_size, input_size per case
     attends_globally = Mistake(
         "this windowed block attends over the whole grid: split it into windows "
         "(window_partition), attend within each, and stitch them back (window_unpartition)",
@@ -265,11 +258,7 @@ def image_encoder_cases(cfg: SamConfig) -> List[Case]:
     enc = cfg.image_encoder
     d = enc.embed_dim // enc.num_heads
     image = randn(14, 1, enc.in_chans, enc.img_size, enc.img_size)
-    kwargs = dict(img_size=enc.img_size, patch_size=enc.patch_size, in_chans=enc.in_chans,
-                  embed_dim=enc.embed_dim, depth=enc.depth, num_heads=enc.num_heads, out_chans=enc.out_chans,
-                  use_abs_pos=enc.use_abs_pos, window_size=enc.window_size,
-                  global_attn_indexes=tuple(enc.global_attn_indexes), **_encoder_kwargs(cfg))
-    kwargs["use_rel_pos"] = enc.use_rel_pos
+    kwargs = stage_kwargs(cfg)["image_encoder"]
 
     def every_block(window_size):
         return lambda m: [setattr(b, "window_size", window_size) for b in m.blocks]

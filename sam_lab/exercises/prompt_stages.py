@@ -4,10 +4,9 @@ from __future__ import annotations
 from typing import List
 
 import torch
-import torch.nn as nn
 
-from ..config import SamConfig
-from ..two_way_attention import TwoWayTransformer
+from ..config import SamConfig, stage_kwargs
+from ..modeling.two_way_transformer import TwoWayTransformer
 from .engine import Case, Mistake, attention_mistakes, modified_copy
 from .image_stages import randn
 
@@ -24,15 +23,13 @@ def _swap_embeddings(a: int, b: int):
 
 def prompt_encoder_cases(cfg: SamConfig) -> List[Case]:
     size, grid = cfg.image_encoder.img_size, cfg.image_encoder.grid_size
-    C = cfg.prompt_encoder.embed_dim
     g = torch.Generator().manual_seed(20)
     coords = torch.rand(2, 3, 2, generator=g) * (size - 1)
     labels = torch.tensor([[1, 0, 1], [1, 1, 0]])
     corners = torch.rand(2, 2, 2, generator=g) * (size - 1)
     boxes = torch.cat([corners.min(dim=1).values, corners.max(dim=1).values], dim=1)  # x0 y0 x1 y1
     masks = randn(21, 2, 1, 4 * grid, 4 * grid)
-    kwargs = dict(embed_dim=C, image_embedding_size=(grid, grid), input_image_size=(size, size),
-                  mask_in_chans=cfg.prompt_encoder.mask_in_chans)
+    kwargs = stage_kwargs(cfg)["prompt_encoder"]
 
     def prompts(points, box, mask):
         return dict(points=(coords.clone(), labels.clone()) if points else None,
@@ -116,8 +113,7 @@ def two_way_block_cases(cfg: SamConfig) -> List[Case]:
                     "uses the tokens as they are, with no residual and no query_pe",
                     lambda ours, run: run(modified_copy(ours, flag_flipped))),
         ] + attention_mistakes()
-        kwargs = dict(embedding_dim=C, num_heads=heads, mlp_dim=mlp_dim, activation=nn.ReLU,
-                      attention_downsample_rate=rate, skip_first_layer_pe=skip)
+        kwargs = dict(stage_kwargs(cfg)["two_way_block"], skip_first_layer_pe=skip)
         return Case(f"7 tokens, 48 image cells, skip_first_layer_pe={skip}",
                     run=lambda m: call(m, query_pe, key_pe),
                     outputs=("queries", "keys"), axes=("BNC", "BNC"), kwargs=kwargs, mistakes=mistakes)
@@ -128,8 +124,7 @@ def two_way_block_cases(cfg: SamConfig) -> List[Case]:
 def two_way_attention_cases(cfg: SamConfig) -> List[Case]:
     C, heads, mlp_dim, rate = _two_way_sizes(cfg)
     image, image_pe, tokens = randn(40, 2, C, 6, 8), randn(41, 2, C, 6, 8), randn(42, 2, 7, C)
-    kwargs = dict(depth=cfg.mask_decoder.transformer_depth, embedding_dim=C, num_heads=heads, mlp_dim=mlp_dim,
-                  attention_downsample_rate=rate)
+    kwargs = stage_kwargs(cfg)["two_way_attention"]
     no_image_pe = Mistake("the image positional encoding (image_pe) is not added to the image keys",
                           lambda ours, run: ours(image.clone(), torch.zeros_like(image_pe), tokens.clone()))
     return [
@@ -145,10 +140,7 @@ def mask_decoder_cases(cfg: SamConfig) -> List[Case]:
     C, heads, mlp_dim, rate = _two_way_sizes(cfg)
     image, image_pe = randn(50, 1, C, 6, 8), randn(51, 1, C, 6, 8)
     sparse, dense = randn(52, 2, 3, C), randn(53, 2, C, 6, 8)
-    kwargs = dict(transformer_dim=C, num_multimask_outputs=dec.num_multimask_outputs,
-                  iou_head_depth=dec.iou_head_depth, iou_head_hidden_dim=dec.iou_head_hidden_dim,
-                  transformer=TwoWayTransformer(depth=dec.transformer_depth, embedding_dim=C, num_heads=heads,
-                                                mlp_dim=mlp_dim, attention_downsample_rate=rate))
+    kwargs = dict(stage_kwargs(cfg)["mask_decoder"], transformer=TwoWayTransformer(**stage_kwargs(cfg)["two_way_attention"]))
 
     def call(m, multimask, dense_prompt):
         return m(image_embeddings=image.clone(), image_pe=image_pe.clone(),

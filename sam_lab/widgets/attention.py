@@ -24,10 +24,10 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import traitlets
 
-from ..backends import record_attention
+from ..modeling.kernels import record_attention
+from ..modeling.sam import to_original_size
 from .base import PROMPT_ERRORS, ClickableWidget
 from .images import HERE, es_module, heatmap_url, png_data_url
 from .prompt_state import PromptState
@@ -126,11 +126,9 @@ class AttentionState:
         """An (h, w) map over the embedding grid -> (H, W) over the original image (or ``size``),
         scaled to [0, 1] by its maximum."""
         predictor = self.prompt.predictor
-        side = predictor.model.image_encoder.img_size
         values = torch.as_tensor(np.asarray(grid, dtype=np.float32))[None, None]
-        values = F.interpolate(values, (side, side), mode="bilinear", align_corners=False)
-        h, w = predictor.input_size  # the image inside the padded input
-        values = F.interpolate(values[..., :h, :w], size or predictor.original_size, mode="bilinear", align_corners=False)
+        values = to_original_size(values, predictor.model.image_encoder.img_size, predictor.input_size,
+                                  size or predictor.original_size)
         values = values[0, 0].clamp(min=0)
         return (values / values.max().clamp(min=1e-12)).numpy()
 

@@ -22,8 +22,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..predictor import SamPredictor
-from ..validation import check_box, check_image, check_points
+from ..inference.predictor import SamPredictor
+from ..inference.validation import check_box, check_image, check_points
 from .models import ModelChoice, estimate_encode_seconds, format_seconds, pick_model
 from .prompt_state import PromptState, normalise_box, normalise_points
 

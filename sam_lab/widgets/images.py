@@ -111,6 +111,6 @@ def demo_image() -> np.ndarray:
     image the shipped tiny model was trained on: a blue ellipse with a yellow hexagon, and a
     checked square holding a red pentagon holding a brown triangle. Not square, on purpose: the
     widgets map clicks correctly whatever the aspect ratio."""
-    from ..data.synthetic import SyntheticShapes
+    from ..training.data.synthetic import SyntheticShapes
 
     return SyntheticShapes(2, seed=7, image_size=320)[1]["image"][30:270]

@@ -5,7 +5,7 @@
     choice.label        "tiny · trained (shipped weights)" or "vit_b · untrained (random weights)"
     choice.model        built on first use (ViT-H takes seconds and GBs: only when needed)
 
-Meta's files are looked for with :func:`sam_lab.checkpoints.find_checkpoint`: the folder given,
+Meta's files are looked for with :func:`sam_lab.weights.find_checkpoint`: the folder given,
 else ``$SAM_LAB_CHECKPOINTS``, else ``~/.cache/sam_lab/checkpoints``. A model without trained
 weights still runs every stage exactly; its masks just mean nothing, and the widgets say so.
 """
@@ -18,11 +18,11 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
-from ..checkpoints import find_checkpoint
-from ..components import build_sam
+from ..weights.official import find_checkpoint
+from ..build import build_sam
 from ..config import get_config
-from ..predictor import SamPredictor
-from ..pretrained import SHIPPED, load_model, shipped_weights_available
+from ..inference.predictor import SamPredictor
+from ..weights.pretrained import SHIPPED, load_model, shipped_weights_available
 
 # Seconds one image takes through the image encoder on a CPU with 2 torch threads (measured on
 # this project's 2-core machines); more threads divide it, roughly.

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..predictor import SamPredictor
-from ..rle import mask_to_rle
-from ..validation import check_box, check_image, check_points
+from ..inference.predictor import SamPredictor
+from ..inference.rle import mask_to_rle
+from ..inference.validation import check_box, check_image, check_points
 
 Point = Tuple[float, float, int]  # x, y in original-image pixels; label 1 = object, 0 = not
 Box = Tuple[float, float, float, float]  # x0, y0, x1, y1
@@ -260,5 +260,5 @@ class PromptState:
         return path
 
     def export_coco_rle(self) -> dict:
-        """The chosen mask in COCO's compressed RLE (``sam_lab.rle.rle_to_mask`` reads it back)."""
+        """The chosen mask in COCO's compressed RLE (``sam_lab.inference.rle.rle_to_mask`` reads it back)."""
         return mask_to_rle(self._require_mask())

@@ -9,7 +9,7 @@ For tokens X of shape (B, H, W, D) and head width d = D / heads:
     logits  = q k^T / sqrt(d) + bias_rel(q)    (B*heads, HW, HW)
     out     = softmax(logits) v, heads concatenated, then the output projection.
 
-The softmax/product is done by ``backends.attend`` so the kernel (math or sdpa) is pluggable.
+The softmax/product is done by ``kernels.attend`` so the kernel (math or sdpa) is pluggable.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .backends import attend
+from .kernels import attend
 from .positional_encoding import decomposed_rel_pos_bias
 
 
@@ -39,7 +39,6 @@ class Attention(nn.Module):
             raise ValueError(f"num_heads: must divide dim={dim}, got {num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.use_rel_pos = use_rel_pos

@@ -110,15 +110,12 @@ class PromptEncoder(nn.Module):
         points: Optional[Tuple[torch.Tensor, torch.Tensor]],
         boxes: Optional[torch.Tensor],
         masks: Optional[torch.Tensor],
-        extra_tokens: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Embed any mix of prompts.
 
         points: (coords (B, N, 2) in model-input pixels, labels (B, N)) or None
         boxes: (B, 4) as x0, y0, x1, y1 in model-input pixels, or None
         masks: (B, 1, 256, 256) low-res mask logits, or None
-        extra_tokens: (B, T, C) already-embedded tokens appended to the sparse prompts
-            (text prompts use this), or None
         Returns sparse (B, N_tokens, C) and dense (B, C, 64, 64) embeddings.
         """
         bs = self._get_batch_size(points, boxes, masks)
@@ -128,8 +125,6 @@ class PromptEncoder(nn.Module):
             sparse = torch.cat([sparse, self._embed_points(coords, labels, pad=boxes is None)], dim=1)
         if boxes is not None:
             sparse = torch.cat([sparse, self._embed_boxes(boxes)], dim=1)
-        if extra_tokens is not None:
-            sparse = torch.cat([sparse, extra_tokens.to(sparse.dtype)], dim=1)
         if masks is not None:
             dense = self._embed_masks(masks)
         else:

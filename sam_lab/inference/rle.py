@@ -82,19 +82,23 @@ def mask_to_rle(mask: np.ndarray, compressed: bool = True) -> Dict[str, Union[Li
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": compress_counts(counts) if compressed else counts}
 
 
-def rle_to_mask(rle: Dict) -> np.ndarray:
-    """(H, W) bool mask from a COCO RLE dict (compressed string or list of counts)."""
+def rle_counts(rle: Dict) -> List[int]:
+    """The run lengths of a COCO RLE dict, whether its counts are a list, a string or bytes."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError(f"rle: expected a dict with 'size' and 'counts', got {type(rle).__name__}")
     counts = rle["counts"]
-    if isinstance(counts, bytes):
+    if isinstance(counts, bytes):  # pycocotools hands compressed counts back as bytes
         counts = counts.decode("ascii")
     if isinstance(counts, str):
-        counts = decompress_counts(counts)
-    return counts_to_mask(list(counts), rle["size"])
+        return decompress_counts(counts)
+    return [int(c) for c in counts]
+
+
+def rle_to_mask(rle: Dict) -> np.ndarray:
+    """(H, W) bool mask from a COCO RLE dict (compressed string or bytes, or list of counts)."""
+    return counts_to_mask(rle_counts(rle), rle["size"])
 
 
 def area(rle: Dict) -> int:
-    counts = rle["counts"]
-    counts = decompress_counts(counts) if isinstance(counts, (str, bytes)) else counts
-    return int(sum(counts[1::2]))
+    """Foreground pixels of a COCO RLE dict (compressed string or bytes, or list of counts)."""
+    return int(sum(rle_counts(rle)[1::2]))

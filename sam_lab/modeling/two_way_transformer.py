@@ -21,12 +21,14 @@ from typing import Optional, Tuple, Type
 import torch
 import torch.nn as nn
 
-from .backends import attend
+from .kernels import attend
 from .layers import MLPBlock, make_stage
 
 
-class Attention(nn.Module):
-    """Multi-head attention between two sets of tokens, optionally in a narrower space."""
+class DecoderAttention(nn.Module):
+    """The mask decoder's multi-head attention between two sets of tokens, optionally in a
+    narrower space (``downsample_rate``). Not the ViT's :class:`~sam_lab.modeling.attention.Attention`:
+    no relative positions, separate q/k/v projections, queries and keys from different sets."""
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
         super().__init__()
@@ -67,14 +69,14 @@ class TwoWayAttentionBlock(nn.Module):
         skip_first_layer_pe: bool = False,
     ) -> None:
         super().__init__()
-        self.self_attn = Attention(embedding_dim, num_heads)
+        self.self_attn = DecoderAttention(embedding_dim, num_heads)
         self.norm1 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.cross_attn_token_to_image = DecoderAttention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm2 = nn.LayerNorm(embedding_dim)
         self.mlp = MLPBlock(embedding_dim, mlp_dim, activation)
         self.norm3 = nn.LayerNorm(embedding_dim)
         self.norm4 = nn.LayerNorm(embedding_dim)
-        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.cross_attn_image_to_token = DecoderAttention(embedding_dim, num_heads, attention_downsample_rate)
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
@@ -127,13 +129,13 @@ class TwoWayTransformer(nn.Module):
             )
             for i in range(depth)
         )
-        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.final_attn_token_to_image = DecoderAttention(embedding_dim, num_heads, attention_downsample_rate)
         self.norm_final_attn = nn.LayerNorm(embedding_dim)
         self._name_attentions()
 
     def _name_attentions(self) -> None:
         for name, module in self.named_modules():
-            if isinstance(module, Attention):
+            if isinstance(module, DecoderAttention):
                 module.name = f"two_way.{name}"  # e.g. two_way.layers.0.cross_attn_token_to_image
 
     def forward(

@@ -19,7 +19,7 @@ from typing import Dict, List
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..rle import rle_to_mask
+from ...inference.rle import rle_to_mask
 
 log = logging.getLogger(__name__)
 

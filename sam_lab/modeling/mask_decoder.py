@@ -15,7 +15,7 @@ With ``multimask_output`` the three ambiguity masks (1..3) are returned, else ma
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Type
+from typing import Tuple, Type
 
 import torch
 import torch.nn as nn

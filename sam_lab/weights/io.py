@@ -1,8 +1,8 @@
-"""Load, save, find and download SAM checkpoints, safely and with clear errors.
+"""Read and write SAM checkpoints safely, with clear errors, and never half a file.
 
-Meta released three checkpoints (ViT-B, ViT-L, ViT-H) as ``.pth`` files: a pickled dict that
-maps parameter names to tensors. Our model's ``state_dict`` keys are exactly Meta's, so loading
-is ``model.load_state_dict`` after checks that turn the usual failures into readable messages:
+Meta released its checkpoints as ``.pth`` files: a pickled dict that maps parameter names to
+tensors. Our model's ``state_dict`` keys are exactly Meta's, so loading is
+``model.load_state_dict`` after checks that turn the usual failures into readable messages:
 
 * Pickle can run code. ``.pth`` files are read with ``torch.load(weights_only=True)``, which
   rebuilds only tensors and plain containers; a file that asks for anything else (a function
@@ -12,18 +12,8 @@ is ``model.load_state_dict`` after checks that turn the usual failures into read
 * A truncated or corrupt file (an interrupted download, say) is called that.
 
 ``.safetensors`` files hold nothing but tensors by design and are read with ``safetensors``.
-
-``download_checkpoint`` fetches an official file with resume and verification, and
-``find_checkpoint`` looks for one already on disk. On integrity: the six hex digits in Meta's
-file names (``sam_vit_b_01ec64.pth``) are the start of the file's **MD5**, not of its SHA-256.
-:data:`CHECKPOINTS` records each official file's full MD5 (the name holds its first six digits;
-the full digests are published by many projects that fetch these files), and a full ``sha256``
-only where one has been verified (none yet, so every ``sha256`` is None). A download is checked
-against, in this order: the caller's ``sha256=``, the table's ``sha256``, the table's full
-``md5``, the MD5 prefix in the file name. MD5 catches damage in transit, not a forged file; the
-SHA-256 of every verified file is logged (logger ``sam_lab.download``, level INFO) so that you
-can pin it with ``sha256=``. The download code lives in :mod:`sam_lab.download` and is
-importable from here as well.
+Everything sam_lab writes goes through :func:`write_atomically`: a temporary file beside the
+target, flushed, then renamed into place, so a reader sees the old file or the whole new one.
 """
 from __future__ import annotations
 
@@ -33,58 +23,17 @@ import pickle
 import re
 import uuid
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
-if TYPE_CHECKING:
-    from .download import DownloadError, download_checkpoint  # see __getattr__ at the end
-
 PathLike = Union[str, os.PathLike]
-ENV_VAR = "SAM_LAB_CHECKPOINTS"  # a folder to look in before the default cache
-DEFAULT_FOLDER = Path("~/.cache/sam_lab/checkpoints")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be loaded (or verified); the message names the file."""
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    variant: str
-    filename: str
-    url: str
-    size: int  # bytes
-    md5: Optional[str] = None  # full hex digest of Meta's file (see module docstring)
-    sha256: Optional[str] = None  # full hex digest; None until verified
-
-    @property
-    def hash_prefix(self) -> str:
-        """First six hex digits of the file's MD5, as written in its name."""
-        return Path(self.filename).stem.rsplit("_", 1)[-1]
-
-
-_URL_FOLDER = "https://dl.fbaipublicfiles.com/segment_anything/"
-CHECKPOINTS: Dict[str, CheckpointInfo] = {
-    variant: CheckpointInfo(variant, filename, _URL_FOLDER + filename, size, md5)
-    for variant, filename, size, md5 in [
-        ("vit_h", "sam_vit_h_4b8939.pth", 2_564_550_879, "4b8939a88964f0f4ff5f5b2642c598a6"),
-        ("vit_l", "sam_vit_l_0b3195.pth", 1_249_524_607, "0b3195507c641ddb6910d2bb5adee89c"),
-        ("vit_b", "sam_vit_b_01ec64.pth", 375_042_383, "01ec64d29a2fca3f0661936605ae66f8"),
-    ]
-}
-
-
-def _checkpoint_info(variant: str) -> CheckpointInfo:
-    key = "vit_h" if variant == "default" else variant  # "default" is ViT-H, as in Meta's registry
-    if key not in CHECKPOINTS:
-        raise ValueError(
-            f"variant: expected one of {sorted(CHECKPOINTS)} (or 'default' = vit_h), got {variant!r}"
-        )
-    return CHECKPOINTS[key]
 
 
 # Telling the variants apart: only the image encoder's width and depth differ.
@@ -208,14 +157,14 @@ def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True) -> nn
     return model
 
 
-def _sync_and_move(source: Path, dest: Path) -> None:
+def move_into_place(source: Path, dest: Path) -> None:
     """Flush `source` to disk, then rename it to `dest` in one step (same folder)."""
     with open(source, "rb+") as file:
         os.fsync(file.fileno())
     os.replace(source, dest)
 
 
-def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
+def write_atomically(path: Path, write: Callable[[str], None]) -> None:
     """Run write(temp_path) on a temporary file beside `path`, then move it into place: readers
     see the old file or the complete new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +176,7 @@ def _write_atomically(path: Path, write: Callable[[str], None]) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(temp, 0o666 & ~umask)
-        _sync_and_move(temp, path)
+        move_into_place(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
@@ -244,32 +193,9 @@ def save_checkpoint(model_or_state_dict: Union[nn.Module, Mapping], path: PathLi
         from safetensors.torch import save_file
 
         tensors = {key: value.detach().contiguous() for key, value in state_dict.items()}
-        _write_atomically(path, lambda temp: save_file(tensors, temp, metadata={"format": "pt"}))
+        write_atomically(path, lambda temp: save_file(tensors, temp, metadata={"format": "pt"}))
     else:
-        _write_atomically(path, lambda temp: torch.save(state_dict, temp))
+        write_atomically(path, lambda temp: torch.save(state_dict, temp))
     return path
 
 
-def find_checkpoint(variant: str, folder: Optional[PathLike] = None) -> Optional[Path]:
-    """Path of the official file for `variant` in `folder`, or (when no folder is given) in
-    ``$SAM_LAB_CHECKPOINTS`` and then ``~/.cache/sam_lab/checkpoints``; None if absent."""
-    info = _checkpoint_info(variant)
-    if folder is not None:
-        folders = [folder]
-    else:
-        folders = [os.environ[ENV_VAR]] if os.environ.get(ENV_VAR) else []
-        folders.append(DEFAULT_FOLDER)
-    for candidate in (Path(f).expanduser() / info.filename for f in folders):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def __getattr__(name: str):
-    # download_checkpoint and DownloadError live in sam_lab.download, which imports this module;
-    # they are fetched on first use here, so either module can be imported first.
-    if name in ("download_checkpoint", "DownloadError"):
-        from . import download
-
-        return getattr(download, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,9 @@
 """Train SAM with the paper's recipe: the 11-round click simulation and min-over-masks loss.
 
-    python -m sam_lab.train --config tiny --steps 4000 --out runs/tiny
-    torchrun --nproc_per_node 2 -m sam_lab.train --config tiny ...     # data-parallel
-    python -m sam_lab.train --config vit_b --init sam_vit_b_01ec64.pth \
-        --freeze-encoder --data coco:images/:instances.json ...         # decoder-only
+    python -m sam_lab.training --config tiny --steps 4000 --out runs/tiny
+    torchrun --nproc_per_node 2 -m sam_lab.training --config tiny ...    # data-parallel
+    python -m sam_lab.training --config vit_b --init sam_vit_b_01ec64.pth \
+        --freeze-encoder --data coco:images/:instances.json ...          # decoder-only
 
 Paper appendix A ("Training algorithm"): AdamW (β = 0.9, 0.999, weight decay 0.1), linear
 warm-up, then the learning rate drops by 10x twice (at 2/3 and ~96 % of training: the paper's
@@ -33,11 +33,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .backends import ATTENTION_KERNELS, attention_kernel
-from .checkpoints import _write_atomically, load_checkpoint, save_checkpoint
-from .components import build_sam
-from .interactive import simulate_training_episode
-from .transforms import ResizeLongestSide
+from ..build import build_sam
+from ..inference.transforms import ResizeLongestSide
+from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
+from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
+from .clicks import simulate_training_episode
 
 
 @dataclass
@@ -222,8 +222,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": json.dumps(asdict(cfg))}
             # the curve first: a kill between the two writes leaves extra records, which resume cuts
-            _write_atomically(out / "history.json", lambda temp: Path(temp).write_text(json.dumps(history)))
-            _write_atomically(last, lambda temp: torch.save(state, temp))
+            write_atomically(out / "history.json", lambda temp: Path(temp).write_text(json.dumps(history)))
+            write_atomically(last, lambda temp: torch.save(state, temp))
     bar.close()
     if world > 1:  # prove the replicas stayed identical: compare a fingerprint of the weights
         mine = torch.stack([p.detach().double().sum() for p in model.parameters()]).cpu()
@@ -259,8 +259,8 @@ def main(argv=None) -> None:
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0 and eval_images and result["step"] == cfg.steps:
         from .data import SyntheticShapes
-        from .interactive import evaluate_interactive
-        from .predictor import SamPredictor
+        from ..evaluation.interactive import evaluate_interactive
+        from ..inference.predictor import SamPredictor
 
         model = result["model"].eval()
         test = SyntheticShapes(eval_images, seed=cfg.seed + 10_000, image_size=model.image_encoder.img_size)
@@ -268,7 +268,8 @@ def main(argv=None) -> None:
         print(metrics.summary())
         summary = {"train_seconds": result["seconds"], **{k: v for k, v in asdict(metrics).items() if k != "per_target_noc90"}}
         summary["iou_per_click"] = [round(float(x), 4) for x in metrics.iou_per_click]
-        (Path(cfg.out) / "metrics.json").write_text(json.dumps(summary, indent=2))
+        text = json.dumps(summary, indent=2)
+        write_atomically(Path(cfg.out) / "metrics.json", lambda temp: Path(temp).write_text(text))
     if dist.is_initialized():
         dist.destroy_process_group()
 

@@ -1,8 +1,7 @@
 """Download Meta's SAM checkpoints: resumable, retried, and verified before use.
 
-The table of official files and the integrity rules are described in :mod:`sam_lab.checkpoints`
-(which re-exports :func:`download_checkpoint` and :class:`DownloadError`). In short, a file is
-checked against the caller's SHA-256, else the table's SHA-256, else the table's full MD5, else
+The table of official files and the integrity rules are described in
+:mod:`sam_lab.weights.official`. In short, a file is checked against the caller's SHA-256, else the table's SHA-256, else the table's full MD5, else
 the MD5 prefix in Meta's file name; SHA-256 and MD5 come from one pass over the file, and the
 SHA-256 of each verified file is logged at INFO so that it can be pinned with ``sha256=``.
 """
@@ -21,7 +20,8 @@ from typing import Dict, Optional, Tuple
 
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, CheckpointInfo, PathLike, _checkpoint_info, _sync_and_move
+from .io import CheckpointError, PathLike, move_into_place
+from .official import CheckpointInfo, checkpoint_info
 
 log = logging.getLogger(__name__)
 _FULL_LENGTH = {"sha256": 64, "md5": 32}  # hex digits of a whole digest
@@ -102,11 +102,11 @@ def download_checkpoint(
     dest: a folder (the official file name is used; a trailing "/" makes a new one) or a file
     path. url: a mirror instead of Meta's URL. sha256: the expected SHA-256; default: the one in
     CHECKPOINTS, else the file's full MD5 from CHECKPOINTS, else the six-digit MD5 prefix in the
-    official file name. The verified file's SHA-256 is logged (logger ``sam_lab.download``, INFO)
+    official file name. The verified file's SHA-256 is logged (logger ``sam_lab.weights.download``, INFO)
     for pinning. Bytes arrive in ``<dest>.part``, which a later call (or one of `retries`
     immediate retries) resumes with an HTTP Range request; the file is renamed into place only
     once verified. A file already at `dest` that verifies is returned without downloading."""
-    info = _checkpoint_info(variant)
+    info = checkpoint_info(variant)
     url = url or info.url
     is_folder = os.fspath(dest).endswith(("/", os.sep))
     dest = Path(dest).expanduser()
@@ -142,7 +142,7 @@ def download_checkpoint(
             f"{dest}: downloaded from {url}, but its {algorithm} is {hashes[algorithm]}; expected "
             f"{what} {expected}. The file was removed; download it again, or check the URL"
         )
-    _sync_and_move(part, dest)
+    move_into_place(part, dest)
     log.info("%s: downloaded from %s, %s verified; sha256 %s (pass sha256= to pin it)",
              dest, url, what, hashes["sha256"])
     return dest

@@ -1,12 +1,12 @@
-"""Ready-to-use models: the tiny SAM shipped inside the package, and Meta's checkpoints.
+"""Ready-to-use models: the tiny SAM shipped in this folder, and Meta's checkpoints.
 
     sam = sam_lab.load_model("tiny")                 # trained weights in sam_lab/weights/
     sam = sam_lab.load_model("vit_b")                # Meta's file, found on disk (see below)
     sam = sam_lab.load_model("vit_b", pretrained=False)  # random weights, any variant
 
-The tiny model was trained with ``python -m sam_lab.train`` on the synthetic nested-shapes data
+The tiny model was trained with ``python -m sam_lab.training`` on the synthetic nested-shapes data
 (see the README's model card). Meta's checkpoints are looked for with
-:func:`sam_lab.checkpoints.find_checkpoint` (a folder you name, ``$SAM_LAB_CHECKPOINTS``, or
+:func:`sam_lab.weights.find_checkpoint` (a folder you name, ``$SAM_LAB_CHECKPOINTS``, or
 ``~/.cache/sam_lab/checkpoints``); download one with :func:`sam_lab.download_checkpoint`.
 """
 from __future__ import annotations
@@ -14,10 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from .components import build_sam
-from .config import get_config
+from ..build import build_sam
+from ..config import get_config
+from .io import load_checkpoint
+from .official import find_checkpoint
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parent  # the shipped .safetensors files sit beside this module
 SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors"}
 # lesson 08's ablation: two tiny models trained identically for 1,000 steps, one with the three
 # ambiguity-aware outputs and min-over-masks, one with a single output token
@@ -34,8 +36,6 @@ def shipped_weights_available(name: str = "tiny") -> bool:
 def load_model(name: str = "tiny", pretrained: bool = True, folder: Optional[str] = None, device: str = "cpu"):
     """A SAM in eval mode. ``pretrained=True`` loads trained weights (shipped for "tiny", Meta's
     checkpoint for vit_b/l/h) and says clearly where to get them if they are missing."""
-    from .checkpoints import find_checkpoint, load_checkpoint
-
     config = get_config(name)
     model = build_sam(config)
     if pretrained:
@@ -44,7 +44,7 @@ def load_model(name: str = "tiny", pretrained: bool = True, folder: Optional[str
             if not path.is_file():
                 raise FileNotFoundError(
                     f"name: the shipped weights for {config.name!r} are missing ({path}); reinstall sam_lab "
-                    "or train them with `python -m sam_lab.train --config tiny` (see the README)"
+                    "or train them with `python -m sam_lab.training --config tiny` (see the README)"
                 )
         else:
             path = find_checkpoint(config.name, folder)
@@ -62,8 +62,6 @@ def load_ablation_model(kind: str, device: str = "cpu"):
     """One of the two tiny models of the ambiguity ablation (lesson 08), in eval mode:
     ``"multimask"`` (SAM's recipe) or ``"single_output"`` (one output token, no min-over-masks),
     both trained the same way for the same 1,000 steps."""
-    from .checkpoints import load_checkpoint
-
     if kind not in ABLATION:
         raise ValueError(f"kind: expected one of {sorted(ABLATION)}, got {kind!r}")
     model = build_sam("tiny")

@@ -16,6 +16,8 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from ..inference.masks import mask_iou
+
 FOCAL_WEIGHT = 20.0
 DICE_WEIGHT = 1.0
 
@@ -44,15 +46,6 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -
     return 1 - (2 * overlap + smooth) / (p.sum(-1) + t.sum(-1) + smooth)
 
 
-def mask_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
-    """IoU of each thresholded mask with the target: (B, C, H, W) -> (B, C). Empty vs empty = 1."""
-    pred = logits > threshold
-    t = target.bool()
-    inter = (pred & t).flatten(2).sum(-1).float()
-    union = (pred | t).flatten(2).sum(-1).float()
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-
-
 def sam_loss(
     logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, iou_weight: float = 1.0
 ) -> Dict[str, torch.Tensor]:
@@ -75,7 +68,7 @@ def sam_loss(
     chosen = per_mask.argmin(dim=1)  # min over the candidates: only the best one learns
     mask_term = per_mask.gather(1, chosen[:, None]).squeeze(1).mean()
     with torch.no_grad():
-        iou_true = mask_iou(logits, target)
+        iou_true = mask_iou(logits > 0, target.bool())  # the IoU head's target
     iou_term = F.mse_loss(iou_pred, iou_true)
     return {
         "loss": mask_term + iou_weight * iou_term,

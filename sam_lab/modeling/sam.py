@@ -22,6 +22,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def to_original_size(
+    maps: torch.Tensor, img_size: int, input_size: Tuple[int, ...], original_size: Tuple[int, ...]
+) -> torch.Tensor:
+    """Any (B, C, h, w) map over the padded model input -> (B, C, H, W) over the original image.
+
+    Three steps: bilinear upsampling to the padded input (img_size x img_size), cropping the
+    padding away (the resized image is input_size = (h', w') at the top left), and bilinear
+    resizing to original_size = (H, W). Mask logits and attention maps both go this way.
+    """
+    maps = F.interpolate(maps, (img_size, img_size), mode="bilinear", align_corners=False)
+    maps = maps[..., : input_size[0], : input_size[1]]  # drop the padding
+    return F.interpolate(maps, tuple(original_size), mode="bilinear", align_corners=False)
+
+
 class Sam(nn.Module):
     mask_threshold: float = 0.0  # logits above this are foreground
     image_format: str = "RGB"
@@ -65,10 +79,7 @@ class Sam(nn.Module):
 
         input_size: (h, w) of the resized image before padding; original_size: (H, W).
         """
-        size = self.img_size
-        masks = F.interpolate(masks, (size, size), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]  # drop the padding
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+        return to_original_size(masks, self.img_size, input_size, original_size)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Preprocessed (B, 3, S, S) -> image embeddings (B, C, S/16, S/16)."""
@@ -82,13 +93,11 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_inputs: torch.Tensor | None = None,
         multimask_output: bool = True,
-        extra_tokens: torch.Tensor | None = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder + mask decoder for one image embedding (1, C, h, w) and a batch of
         prompt sets. Coordinates are in model-input pixels. Returns low-res logits and IoU."""
         points = (point_coords, point_labels) if point_coords is not None else None
-        kwargs = {} if extra_tokens is None else {"extra_tokens": extra_tokens}
-        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs, **kwargs)
+        sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
         return self.mask_decoder(
             image_embeddings=image_embedding,
             image_pe=self.prompt_encoder.get_dense_pe(),

@@ -1,0 +1,13 @@
+"""Inference: from an image and prompts to masks (lesson 07).
+
+transforms  resize the long side to the model's input size, and map prompts the same way
+validation  every argument a user passes is checked and explained here
+predictor   SamPredictor: encode an image once, then answer prompts in milliseconds
+masks       mask IoU (one convention: empty vs empty = 1) and tight boxes
+rle         COCO-compatible run-length encoding of masks
+"""
+from .masks import mask_box, mask_iou
+from .predictor import SamPredictor
+from .transforms import ResizeLongestSide
+
+__all__ = ["ResizeLongestSide", "SamPredictor", "mask_box", "mask_iou"]

@@ -1,0 +1,110 @@
+"""The attention kernel: the one place where softmax(q k^T / sqrt(d) + bias) v is computed.
+
+Every attention in sam_lab (the ViT's windowed and global attention, lesson 03, and the
+two-way transformer's three attentions, lesson 05) calls :func:`attend`. Two kernels compute it:
+
+    ``"math"``  the formula written out step by step. It can hand back the attention weights
+                (see :func:`record_attention`), which the explorers draw.
+    ``"sdpa"``  ``torch.nn.functional.scaled_dot_product_attention``; on a GPU it picks the
+                flash or memory-efficient kernel. The relative-position bias goes in as the
+                additive ``attn_mask``.
+
+Choose globally with ``set_attention_kernel("sdpa")`` or for a block of code with
+``with attention_kernel("math"): ...``. Both give the same numbers within float tolerance.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from typing import Iterator, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_KERNELS = ("math", "sdpa")
+
+_state = threading.local()
+_default_kernel = "math"
+
+
+def get_attention_kernel() -> str:
+    return getattr(_state, "kernel", _default_kernel)
+
+
+def set_attention_kernel(name: str) -> None:
+    """Choose the attention kernel for every model in this process (``"math"`` or ``"sdpa"``)."""
+    global _default_kernel
+    _check_kernel(name)
+    _default_kernel = name
+    _state.kernel = name
+
+
+@contextlib.contextmanager
+def attention_kernel(name: str) -> Iterator[None]:
+    """Use ``name`` as the attention kernel inside the ``with`` block."""
+    _check_kernel(name)
+    previous = get_attention_kernel()
+    _state.kernel = name
+    try:
+        yield
+    finally:
+        _state.kernel = previous
+
+
+def _check_kernel(name: str) -> None:
+    if name not in ATTENTION_KERNELS:
+        raise ValueError(f"attention kernel: expected one of {ATTENTION_KERNELS}, got {name!r}")
+
+
+class AttentionRecord(list):
+    """A list of ``(module_name, weights)`` filled while :func:`record_attention` is active."""
+
+    def by_name(self, name: str) -> List[torch.Tensor]:
+        return [w for n, w in self if n == name]
+
+
+@contextlib.contextmanager
+def record_attention() -> Iterator[AttentionRecord]:
+    """Keep every attention map computed inside the block (forces the ``math`` kernel).
+
+    >>> with record_attention() as maps:
+    ...     predictor.predict(point_coords=..., point_labels=...)
+    >>> name, weights = maps[0]   # weights: (B, heads, queries, keys)
+    """
+    record = AttentionRecord()
+    previous = getattr(_state, "record", None)
+    _state.record = record
+    try:
+        with attention_kernel("math"):
+            yield record
+    finally:
+        _state.record = previous
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    bias: Optional[torch.Tensor] = None,
+    name: str = "attention",
+) -> torch.Tensor:
+    """Scaled dot-product attention with the chosen kernel.
+
+    q: (B, heads, Nq, d), k and v: (B, heads, Nk, d), bias: broadcastable to (B, heads, Nq, Nk)
+    and added to the scaled logits before the softmax. Returns (B, heads, Nq, d).
+    """
+    kernel = get_attention_kernel()
+    if kernel == "sdpa":
+        if bias is not None:
+            bias = bias.to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    # math: logits = q k^T / sqrt(d) (+ bias); weights = softmax over keys; out = weights v
+    logits = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, h, Nq, Nk)
+    if bias is not None:
+        logits = logits + bias
+    weights = logits.softmax(dim=-1)
+    record = getattr(_state, "record", None)
+    if record is not None:
+        record.append((name, weights.detach().cpu()))
+    return weights @ v

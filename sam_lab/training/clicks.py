@@ -1,0 +1,151 @@
+"""The 11-round click simulation that SAM is trained with.
+
+Training (paper §3 "Training", appendix A). For each ground-truth mask SAM is prompted 11 times:
+    1. a first prompt: with equal probability a point drawn uniformly inside the mask, or the
+       mask's box with noise (std 10 % of the box side, capped at 20 px per coordinate);
+    2. 8 rounds that each add a point drawn uniformly from the error region of the previous
+       prediction (a missed pixel gives a positive point, a wrong pixel a negative one);
+    3. 2 rounds that add no point (one at a random place in the sequence, one at the end), so
+       the model learns to refine from its own mask alone.
+From round 2 on, the previous prediction's unthresholded low-res logits (of the mask with the
+highest predicted IoU) are fed back as the mask prompt. Only the first round, when the prompt
+is a single point, asks for 3 masks; later rounds have several prompts and train the single-
+output token (see ``losses.sam_loss`` for min-over-masks).
+
+The evaluation protocol (clicks farthest from the error region's boundary, NoC) lives in
+:mod:`sam_lab.evaluation.interactive`; lesson 09 puts the two side by side.
+
+Coordinates are (x, y) pixels; masks are (H, W) bool.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..inference.masks import mask_box
+from .losses import sam_loss
+
+NUM_ROUNDS = 11
+NUM_ERROR_POINTS = 8
+BOX_NOISE_FRACTION = 0.1
+BOX_NOISE_MAX = 20.0
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def sample_point_in(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A pixel (x, y) drawn uniformly from a non-empty (H, W) mask."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        raise ValueError("mask: expected at least one foreground pixel, got an empty mask")
+    i = int(rng.integers(len(ys)))
+    return np.array([xs[i], ys[i]], dtype=np.float64)
+
+
+def noisy_box(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The mask's box with each coordinate moved by N(0, (10 % of the side)^2), capped at 20 px."""
+    box = mask_box(mask)
+    w, h = box[2] - box[0], box[3] - box[1]
+    std = np.array([w, h, w, h]) * BOX_NOISE_FRACTION
+    noise = np.clip(rng.normal(0.0, 1.0, size=4) * std, -BOX_NOISE_MAX, BOX_NOISE_MAX)
+    H, W = mask.shape
+    box = np.clip(box + noise, 0, [W - 1, H - 1, W - 1, H - 1])
+    x0, x1 = sorted(box[[0, 2]])
+    y0, y1 = sorted(box[[1, 3]])
+    return np.array([x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)])
+
+
+def sample_error_point(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator):
+    """A point drawn uniformly from the error region, labelled 1 if the model missed it (false
+    negative) and 0 if it wrongly included it (false positive). None if there is no error."""
+    error = pred != gt
+    ys, xs = np.nonzero(error)
+    if len(ys) == 0:
+        return None
+    i = int(rng.integers(len(ys)))
+    return np.array([xs[i], ys[i]], dtype=np.float64), int(gt[ys[i], xs[i]])
+
+
+# ----------------------------------------------------------------------------- training
+
+def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_points: int = NUM_ERROR_POINTS) -> List[bool]:
+    """For rounds 2..num_rounds: whether each adds a point. The last round adds none, and the
+    other mask-only rounds go at random places before it (default: 8 points, 2 mask-only)."""
+    later = num_rounds - 1
+    extra_empty = later - num_points - 1  # mask-only rounds besides the final one
+    if extra_empty < 0:
+        raise ValueError(f"num_points: expected at most num_rounds - 2 = {num_rounds - 2}, got {num_points}")
+    plan = np.ones(later - 1, dtype=bool)
+    plan[rng.choice(later - 1, size=extra_empty, replace=False)] = False
+    return plan.tolist() + [False]
+
+
+def simulate_training_episode(
+    model,
+    embeddings: torch.Tensor,
+    gt_masks: torch.Tensor,
+    rng: np.random.Generator,
+    num_rounds: int = NUM_ROUNDS,
+    num_points: int = NUM_ERROR_POINTS,
+    use_box: Optional[bool] = None,
+    single_output: bool = False,
+) -> Dict[str, torch.Tensor]:
+    """Run the 11-round simulation for a batch and return the averaged loss.
+
+    embeddings: (B, C, h, w) image embeddings (with gradient if the encoder is trained);
+    gt_masks: (B, S, S) bool, one target per image, in model-input pixels (S = img_size).
+    ``use_box`` forces the first prompt's kind (default: a fair coin per batch).
+    ``single_output`` is the ablation without ambiguity handling: every round, the first
+    included, trains the single-output token only.
+    Returns ``loss`` (scalar), ``miou_first`` (IoU of the best first-round mask) and
+    ``miou_last`` (IoU after the last round).
+    """
+    B, S = gt_masks.shape[0], gt_masks.shape[-1]
+    device = embeddings.device
+    gt_np = gt_masks.cpu().numpy()
+    if use_box is None:
+        use_box = bool(rng.random() < 0.5)
+    coords = labels = boxes = None
+    if use_box:
+        boxes = torch.as_tensor(np.stack([noisy_box(m, rng) for m in gt_np]), dtype=torch.float, device=device)
+    else:
+        coords = torch.as_tensor(np.stack([sample_point_in(m, rng) for m in gt_np])[:, None], dtype=torch.float, device=device)
+        labels = torch.ones(B, 1, dtype=torch.int, device=device)
+    mask_inputs = None
+    low_size = tuple(4 * n for n in model.prompt_encoder.image_embedding_size)
+    gt_low = F.interpolate(gt_masks[:, None].float(), low_size, mode="area")[:, 0] >= 0.5  # (B, h, w)
+    losses, first_iou, last_iou = [], None, None
+    previous = None  # the last round's thresholded mask, (B, S, S); round 1 has none
+    for round_index, add_point in enumerate([None] + round_plan(rng, num_rounds, num_points)):
+        if add_point:
+            new_coords, new_labels = [], []
+            for b in range(B):
+                sampled = sample_error_point(previous[b], gt_np[b], rng)
+                if sampled is None:  # already perfect: repeat a positive point inside the mask
+                    sampled = (sample_point_in(gt_np[b], rng), 1)
+                new_coords.append(sampled[0])
+                new_labels.append(sampled[1])
+            new_coords = torch.as_tensor(np.stack(new_coords)[:, None], dtype=torch.float, device=device)
+            new_labels = torch.as_tensor(new_labels, dtype=torch.int, device=device)[:, None]
+            coords = new_coords if coords is None else torch.cat([coords, new_coords], 1)
+            labels = new_labels if labels is None else torch.cat([labels, new_labels], 1)
+        single_point = boxes is None and coords is not None and coords.shape[1] == 1
+        multimask = single_point and not single_output
+        low_res, iou_pred = model.decode(embeddings, coords, labels, boxes, mask_inputs, multimask_output=multimask)
+        # the loss is taken at the low-res mask size against the area-downsampled target:
+        # 16x cheaper than at full size, and what the decoder actually predicts
+        out = sam_loss(low_res, iou_pred, gt_low)
+        losses.append(out["loss"])
+        # feed back the low-res logits of the mask the model itself rates best
+        best = iou_pred.detach().argmax(dim=1)
+        pick = torch.arange(B, device=device)
+        mask_inputs = low_res.detach()[pick, best][:, None]
+        full = F.interpolate(mask_inputs, (S, S), mode="bilinear", align_corners=False)
+        previous = (full[:, 0] > 0).cpu().numpy()  # next error points come from this mask
+        if round_index == 0:
+            first_iou = out["iou_true"].max(dim=1).values.mean()
+        last_iou = out["iou_true"][pick, best].mean()
+    return {"loss": torch.stack(losses).mean(), "miou_first": first_iou, "miou_last": last_iou}
