@@ -4,9 +4,7 @@ Each stage is replaced by an *independent* implementation — Meta's class for i
 exists, otherwise one written here — and the swapped model, given the same weights, must give
 the same outputs as ours. A deliberately wrong stage must change them (the test can fail).
 """
-from functools import partial
 
-import numpy as np
 import pytest
 import torch
 import torch.nn as nn

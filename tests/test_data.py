@@ -94,6 +94,8 @@ def test_rle_round_trips_random_masks():
             assert rle["size"] == list(shape)
             assert np.array_equal(rle_to_mask(rle), mask)
             assert area(rle) == mask.sum()
+        as_bytes = {"size": list(shape), "counts": mask_to_rle(mask)["counts"].encode("ascii")}  # pycocotools' form
+        assert np.array_equal(rle_to_mask(as_bytes), mask) and area(as_bytes) == mask.sum()
 
 
 def test_rle_agrees_with_the_reference_packages_uncompressed_counts():
@@ -108,6 +110,8 @@ def test_rle_agrees_with_the_reference_packages_uncompressed_counts():
 def test_bad_rle_is_named():
     with pytest.raises(ValueError, match="counts: run lengths add up"):
         rle_to_mask({"size": [2, 2], "counts": [1, 1]})
+    with pytest.raises(ValueError, match="rle: expected a dict with 'size' and 'counts'"):
+        area({"counts": [1, 1]})
 
 
 # ----------------------------------------------------------------------------- COCO

@@ -6,10 +6,9 @@
   ``lessons/`` and ``widgets/`` under nbval; ``make venv`` builds a missing ``.venv`` and only
   reinstalls when ``pyproject.toml`` changes.
 
-environment.yml is read by a small parser of exactly the form it is written in (top-level keys,
-a ``dependencies`` list of strings and one nested ``pip:`` list), so this test needs nothing
-beyond the standard library and ``packaging``; where PyYAML is installed the parser is checked
-against it.
+environment.yml is read with PyYAML (``yaml.safe_load``, in the ``dev`` extra); the shape it
+must have (top-level keys, a ``dependencies`` list of strings and one nested ``pip:`` list) is
+checked, so a construct the comparison does not understand fails instead of being skipped.
 """
 from __future__ import annotations
 
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
@@ -62,45 +62,21 @@ def canonical_name(name: str) -> str:
 
 
 def parse_environment_yml(text: str) -> dict:
-    """Read the subset of YAML that environment.yml is written in.
-
-    Top-level ``key: value`` and ``key:`` followed by ``- item`` lines; inside
-    ``dependencies`` one ``- pip:`` entry followed by a more deeply indented ``- item`` list.
-    Comments and blank lines are skipped. Returns what ``yaml.safe_load`` would return.
-    Anything else raises ``ValueError`` naming the line, so a new construct cannot be skipped
-    silently.
-    """
-    data: dict = {}
-    key = None  # the top-level key whose list is being read
-    nested: List[str] | None = None  # the open "- pip:" list
-    nested_indent = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = re.sub(r"(^|\s)#.*$", "", raw).rstrip()
-        if not line.strip():
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        content = line.strip()
-        if indent == 0:
-            match = re.fullmatch(r"([A-Za-z_][\w-]*):\s*(.*)", content)
-            if not match:
-                raise ValueError(f"environment.yml line {number}: expected 'key: value', got {raw!r}")
-            key, value = match.groups()
-            nested = None
-            data[key] = value.strip("'\"") if value else []
-            continue
-        if key is None or not isinstance(data[key], list) or not content.startswith("- "):
-            raise ValueError(f"environment.yml line {number}: expected '- item', got {raw!r}")
-        item = content[2:].strip()
-        if nested is not None and indent > nested_indent:
-            nested.append(item.strip("'\""))
-            continue
-        nested = None
-        if item.endswith(":"):
-            nested = []
-            nested_indent = indent
-            data[key].append({item[:-1].strip(): nested})
-        else:
-            data[key].append(item.strip("'\""))
+    """environment.yml as PyYAML reads it, after checking the shape the comparison relies on:
+    a mapping whose ``dependencies`` is a list of strings and at most one ``{"pip": [strings]}``.
+    Anything else raises ``ValueError`` saying what was found."""
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"environment.yml: expected a mapping at the top, got {type(data).__name__}")
+    dependencies = data.get("dependencies")
+    if not isinstance(dependencies, list):
+        raise ValueError(f"environment.yml: expected 'dependencies' to be a list, got {type(dependencies).__name__}")
+    for entry in dependencies:
+        if isinstance(entry, dict):
+            if list(entry) != ["pip"] or not all(isinstance(item, str) for item in entry["pip"] or []):
+                raise ValueError(f"environment.yml: expected only a 'pip:' list of strings as a nested entry, got {entry!r}")
+        elif not isinstance(entry, str):
+            raise ValueError(f"environment.yml: expected each dependency to be a string, got {entry!r}")
     return data
 
 
@@ -216,12 +192,6 @@ def test_environment_yml_lists_the_same_dependencies_and_ranges_as_pyproject():
     assert "conda-forge" in environment["channels"]
 
 
-def test_environment_yml_parser_agrees_with_pyyaml():
-    yaml = pytest.importorskip("yaml")
-    text = ENVIRONMENT.read_text()
-    assert parse_environment_yml(text) == yaml.safe_load(text)
-
-
 def test_names_are_normalised_and_conda_aliases_map_to_pypi_names():
     assert canonical_name("open_clip_torch") == canonical_name("open-clip-torch") == "open-clip-torch"
     assert canonical_name("PyTorch") == "torch"
@@ -282,9 +252,13 @@ def test_drift_is_caught_for_extra_duplicate_and_conda_style_entries():
     assert any("'=4.66' is not a pip-style version range" in line for line in drift)
 
 
-def test_parser_rejects_yaml_it_does_not_understand():
-    with pytest.raises(ValueError, match="line 2"):
-        parse_environment_yml("name: sam_lab\n  dependencies: {python: 3.11}\n")
+def test_parser_rejects_shapes_the_comparison_does_not_understand():
+    with pytest.raises(ValueError, match="'dependencies' to be a list, got dict"):
+        parse_environment_yml("name: sam_lab\ndependencies: {python: 3.11}\n")
+    with pytest.raises(ValueError, match="only a 'pip:' list"):
+        parse_environment_yml("name: sam_lab\ndependencies:\n  - conda: [numpy]\n")
+    with pytest.raises(ValueError, match="each dependency to be a string"):
+        parse_environment_yml("name: sam_lab\ndependencies:\n  - 3.11\n")
 
 
 # ------------------------------------------------------------------------- tests: CI and make

@@ -1,7 +1,7 @@
 """Clickable widgets (anywidget): prompt SAM, compare encoders, look inside.
 
     from sam_lab.widgets import PromptWidget, pick_model, demo_image
-    choice = pick_model("tiny")            # trained weights when shipped, else labelled untrained
+    choice = pick_model("tiny")            # the trained tiny SAM shipped in sam_lab/weights/
     PromptWidget(sam_lab.SamPredictor(choice.model), demo_image(), model_label=choice.label)
 
 Each widget is a thin view over a pure-Python state object that tests and notebooks drive

@@ -1,6 +1,6 @@
 """Which model a widget shows, which weights it has, and how long its image encoder will take.
 
-    choice = pick_model("tiny")      # the shipped trained weights when present, else random ones
+    choice = pick_model("tiny")      # the trained weights shipped in sam_lab/weights/
     choice = pick_model("vit_b", folder="~/checkpoints")   # Meta's file when found, else random
     choice.label        "tiny · trained (shipped weights)" or "vit_b · untrained (random weights)"
     choice.model        built on first use (ViT-H takes seconds and GBs: only when needed)

@@ -1,8 +1,5 @@
-"""The widgets without a browser: drive their state objects and traitlets as a click would.
-
-Real-browser tests (what the page draws, clicks mapped at device scale factors 1 and 2) are in
-tests/test_browser.py.
-"""
+"""PromptWidget and its PromptState: clicks, boxes, refinement, undo, export; the page's code;
+which model pick_model gives. (Shared fixtures: widget_support.py.)"""
 import json
 import shutil
 import statistics
@@ -17,31 +14,9 @@ import torch
 import sam_lab
 import sam_lab.widgets
 from sam_lab.inference.rle import rle_to_mask
-from sam_lab.widgets import PromptState, PromptWidget, demo_image, pick_model
+from sam_lab.widgets import PromptState, PromptWidget, pick_model
 from sam_lab.widgets.images import es_module, heatmap, mask_overlay
-
-
-class RecordingPredictor(sam_lab.SamPredictor):
-    """A real predictor that remembers the arguments of every ``predict`` call."""
-
-    def __init__(self, model):
-        super().__init__(model)
-        self.calls = []
-
-    def predict(self, **kwargs):
-        self.calls.append({**kwargs, "threads": torch.get_num_threads()})
-        return super().predict(**kwargs)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    return sam_lab.build_sam("tiny").eval()
-
-
-@pytest.fixture(scope="module")
-def image():
-    return demo_image()  # (240, 320, 3)
+from widget_support import RecordingPredictor, image, tiny  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -309,193 +284,25 @@ def test_pick_model_labels_random_weights_untrained(monkeypatch, tmp_path):
     choice = pick_model("vit_h", folder=tmp_path, build=False)
     assert choice.trained is False and "untrained" in choice.label and not choice.built
     assert 636e6 < choice.parameters < 642e6
+    monkeypatch.setitem(sam_lab.weights.pretrained.SHIPPED, "tiny", tmp_path / "missing.safetensors")
     tiny = pick_model("tiny")
-    assert tiny.trained == sam_lab.weights.pretrained.shipped_weights_available("tiny")
-    assert ("untrained" in tiny.label) != tiny.trained
+    assert tiny.trained is False and tiny.label == "tiny · untrained (random weights)"
 
 
-# ------------------------------------------------------------------------------ CompareWidget
-def test_compare_fans_the_same_clicks_out_to_every_model(tiny, image):
-    from sam_lab.widgets import CompareState
-
-    torch.manual_seed(1)
-    other = sam_lab.build_sam("tiny").eval()
-    state = CompareState({"ours": (tiny, "seed 0"), "other": (other, "seed 1")}, image)
-    assert all(panel.state is None for panel in state.panels.values())  # nothing encoded before a click
-    state.add_point(215, 130)
-    state.add_point(245, 115, label=0)
-    for panel in state.panels.values():
-        assert panel.state.points == ((215.0, 130.0, 1), (245.0, 115.0, 0)) and panel.status == "ready"
-        assert panel.state.masks.shape == (3, 240, 320) and panel.state.current.refined
-        assert panel.state.encode_ms > 0 and panel.state.latency_ms > 0
-    ours, theirs = (state.panels[k].state.current.scores for k in ("ours", "other"))
-    assert not np.allclose(ours, theirs)  # two models really answered
-    assert state.undo() and all(p.state.points == ((215.0, 130.0, 1),) for p in state.panels.values())
-    state.reset()
-    assert state.points == () and all(p.state.masks is None for p in state.panels.values())
+def test_pick_model_gives_the_shipped_trained_tiny():
+    assert sam_lab.weights.pretrained.SHIPPED["tiny"].is_file()  # the package ships them
+    tiny = pick_model("tiny")
+    assert tiny.trained is True and tiny.label == "tiny · trained (shipped weights)"
 
 
-def test_compare_encodes_lazily_with_progress_and_refuses_bad_clicks_before_any_work(image):
-    from sam_lab.widgets import CompareState
-
-    events = []
-    state = CompareState(["tiny"], image, on_change=lambda key: events.append(state.panels[key].progress))
-    panel = state.panels["tiny"]
-    assert not panel.choice.built and "on the first click" in panel.status
-    with pytest.raises(ValueError, match="outside the image"):
-        state.add_point(500, 10)
-    assert not panel.choice.built and events == [] and state.points == ()
-    state.add_point(100, 100)
-    progress = [p for p in events if p is not None]
-    assert progress == [0.0, 0.25, 0.5, 0.75, 1.0]  # tiny has 4 encoder blocks
-    assert panel.progress is None and panel.choice.built
-
-
-def test_compare_labels_models_without_weights_untrained_and_estimates_encoder_time(image, tmp_path, monkeypatch):
-    from sam_lab.weights import find_checkpoint
-    from sam_lab.widgets import CompareWidget, estimate_encode_seconds
-
-    monkeypatch.setenv("SAM_LAB_CHECKPOINTS", str(tmp_path / "empty"))
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    widget = CompareWidget({"B": "vit_b", "H": "vit_h"}, image, folder=tmp_path)
-    b, h = widget.panels
-    assert b["trained"] is False and b["weights"] == "untrained (random weights)"
-    assert b["parameters"] == "93.7 M parameters" and h["parameters"] == "641.1 M parameters"
-    assert "about 60.0 s on this CPU (2 threads)" in h["status"]
-    assert estimate_encode_seconds("vit_h", threads=4) == 30.0 and estimate_encode_seconds("vit_l", "cuda") is None
-    assert not widget.state.panels["H"].choice.built  # ViT-H is not even built before a click
-
-    checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
-    checkpoint.write_bytes(b"")  # found by name; not loaded until a click needs it
-    assert find_checkpoint("vit_b", tmp_path) == checkpoint
-    found = CompareWidget({"B": "vit_b"}, image, folder=tmp_path).panels[0]
-    assert found["trained"] is True and found["weights"] == "Meta checkpoint sam_vit_b_01ec64.pth"
-
-
-def test_compare_widget_syncs_panels_and_masks_and_reports_bad_clicks(tiny, image):
-    from sam_lab.widgets import CompareWidget
-
-    widget = CompareWidget({"tiny": (tiny, "random")}, image)
-    widget.points = [[215, 130, 1]]
-    (panel,) = widget.panels
-    assert widget.received == "kernel received point (x=215.00, y=130.00), label 1"
-    assert len(panel["scores"]) == 3 and panel["decoder"].endswith("ms") and panel["encoder"]
-    assert widget.mask_urls[0].startswith("data:image/png;base64,")
-    widget.points = widget.points + [[-4, 10, 1]]
-    assert "outside the image" in widget.error and widget.points == [[215.0, 130.0, 1]]
-    widget.command = {"name": "reset", "count": 1}
-    assert widget.points == [] and widget.mask_urls == [""] and widget.error == ""
-
-
-# ------------------------------------------------------------------------------ explorers
-def test_attention_state_keeps_the_seven_maps_of_each_prediction(tiny, image):
-    from sam_lab.widgets import AttentionState
-
-    state = AttentionState(sam_lab.SamPredictor(tiny), image)
-    assert state.maps == []
-    state.set_prompt([[215, 130, 1]])
-    assert len(state.layers) == 7 and state.layers[-1] == "two_way.final_attn_token_to_image"
-    assert state.tokens == ["IoU token", "mask token 0 (single)", "mask token 1", "mask token 2", "mask token 3",
-                            "point 1 (object)", "padding point"]
-    first = state.maps
-    state.set_prompt([[215, 130, 1]], [150, 60, 300, 200])
-    assert state.tokens[-2:] == ["box corner (x0, y0)", "box corner (x1, y1)"] and len(state.tokens) == 8
-    assert state.undo() and state.maps is first  # undo brings the earlier maps back, no rerun
-
-
-def test_attention_maps_have_the_grid_shape_and_sum_to_one(tiny, image):
-    from sam_lab.widgets import AttentionState
-
-    state = AttentionState(sam_lab.SamPredictor(tiny), image)
-    state.set_prompt([[215, 130, 1]])
-    grid = state.grid_size  # (16, 16) for tiny
-    token_to_image = state.attention_map("two_way.final_attn_token_to_image", head=2, token=5)
-    assert token_to_image.shape == grid and token_to_image.sum() == pytest.approx(1, abs=1e-5)
-    mean = state.attention_map("two_way.layers.0.cross_attn_token_to_image", head=-1, token=1)
-    assert mean.sum() == pytest.approx(1, abs=1e-5)
-    cells = [state.attention_map("two_way.layers.1.cross_attn_image_to_token", -1, t) for t in range(7)]
-    assert cells[0].shape == grid and np.allclose(sum(cells), 1, atol=1e-5)  # each cell: 1 over the tokens
-    tokens = state.attention_map("two_way.layers.0.self_attn", head=0, token=5)
-    assert tokens.shape == (7,) and tokens.sum() == pytest.approx(1, abs=1e-5)
-    heat = state.overlay(token_to_image)
-    assert heat.shape == (240, 320) and heat.max() == pytest.approx(1) and heat.min() >= 0
-    assert state.overlay(token_to_image, (60, 80)).shape == (60, 80)
-    for bad in [dict(head=4), dict(token=7), dict(head=-2)]:
-        with pytest.raises(ValueError):
-            state.attention_map("two_way.final_attn_token_to_image", **{"head": -1, "token": 0, **bad})
-    with pytest.raises(ValueError, match="layer"):
-        state.attention_map("encoder.blocks.0", -1, 0)
-
-
-def test_attention_explorer_draws_the_chosen_map_and_refuses_bad_choices(tiny, image):
-    from sam_lab.widgets import AttentionExplorer
-
-    widget = AttentionExplorer(sam_lab.SamPredictor(tiny), image)
-    assert widget.layers == [] and "click" in widget.stats
-    widget.points = [[215, 130, 1]]
-    assert widget.layer == "two_way.final_attn_token_to_image" and widget.heads == 4 and widget.token == 5
-    assert widget.map_url.startswith("data:image/png") and "point 1 (object): max" in widget.stats
-    widget.layer = "two_way.layers.0.self_attn"
-    assert widget.map_url == "" and len(widget.token_weights) == 7
-    widget.head = 9
-    assert "head: expected -1 (mean) or 0..3" in widget.error and widget.head == -1
-    widget.points = widget.points + [[400, 10, 1]]
-    assert "outside the image" in widget.error and len(widget.points) == 1
-    widget.command = {"name": "reset", "count": 1}
-    assert widget.layers == [] and widget.map_url == "" and widget.error == ""
-
-
-def test_positional_encoding_similarity_is_one_at_the_cell_and_bounded(tiny):
-    from sam_lab.widgets import PositionalEncodingState
-
-    state = PositionalEncodingState(tiny)
-    assert state.grid("fourier") == (16, 16) == state.grid("absolute")
-    similarity = state.similarity("fourier", 3, 12)
-    assert similarity.shape == (16, 16) and similarity[3, 12] == pytest.approx(1)
-    assert similarity.max() <= 1 + 1e-9 and similarity.min() >= -1 - 1e-9
-    assert np.argmax(np.delete(similarity.ravel(), 3 * 16 + 12)) in {2 * 16 + 12, 3 * 16 + 11, 3 * 16 + 12, 4 * 16 + 12}
-    assert state.is_zero("absolute")  # random init: Meta's pos_embed starts at zero
-    assert not state.similarity("absolute", 3, 12).any() and "untrained" in state.describe("absolute", 3, 12)
-    with torch.no_grad():
-        trained = sam_lab.build_sam("tiny")
-        trained.image_encoder.pos_embed.normal_()
-    learned = PositionalEncodingState(trained).similarity("absolute", 0, 0)
-    assert learned[0, 0] == pytest.approx(1) and np.abs(learned).max() <= 1 + 1e-9
-    with pytest.raises(ValueError, match="position"):
-        state.similarity("fourier", 16, 0)
-
-
-def test_positional_encoding_explorer_follows_clicks_and_refuses_cells_outside(tiny):
-    from sam_lab.widgets import PositionalEncodingExplorer
-
-    widget = PositionalEncodingExplorer(tiny)
-    assert widget.grids == {"fourier": [16, 16], "absolute": [16, 16]} and widget.position == [8, 8]
-    first = dict(widget.maps)
-    widget.position = [2, 5]  # what a click on cell (row 2, col 5) sends
-    assert widget.error == "" and widget.maps["fourier"] != first["fourier"]
-    assert widget.received == "kernel received position [2, 5]"
-    widget.position = [2, 16]
-    assert "position" in widget.error and widget.position == [2, 5]
-
-
-def test_the_trained_tiny_model_is_used_automatically_once_its_weights_ship(tiny, tmp_path, monkeypatch):
+def test_pick_model_loads_whatever_file_is_shipped_as_the_tiny_weights(tiny, tmp_path, monkeypatch):
     from sam_lab.weights import save_checkpoint
 
     weights = save_checkpoint(tiny, tmp_path / "tiny.safetensors")
-    monkeypatch.setitem(sam_lab.weights.pretrained.SHIPPED, "tiny", weights)  # as if training had shipped them
+    monkeypatch.setitem(sam_lab.weights.pretrained.SHIPPED, "tiny", weights)  # as if a retrain had shipped them
     choice = pick_model("tiny")
     assert choice.trained is True and choice.label == "tiny · trained (shipped weights)"
     for name, value in tiny.state_dict().items():
         assert torch.equal(choice.model.state_dict()[name], value), name
 
 
-def test_compare_shows_a_fast_models_mask_while_a_slow_one_still_encodes(tiny, image):
-    from sam_lab.widgets import CompareWidget
-
-    torch.manual_seed(2)
-    widget = CompareWidget({"fast": (tiny, "a"), "slow": (sam_lab.build_sam("tiny").eval(), "b")}, image)
-    seen = []
-    widget.observe(lambda change: seen.append((change["new"][1]["progress"], list(widget.mask_urls))), "panels")
-    widget.points = [[215, 130, 1]]
-    while_encoding = [urls for progress, urls in seen if progress is not None]
-    assert while_encoding and all(urls[0].startswith("data:image/png") and urls[1] == "" for urls in while_encoding)
