@@ -296,3 +296,48 @@ def test_ambiguity_score_rewards_one_sharp_answer_per_level_and_measures_blur():
     assert fake.calls[0][1] is False
     x, y = fake.calls[0][0][0]
     assert 13 <= x <= 14 and 13 <= y <= 14  # the middle of the subpart (rows/columns 10-17)
+
+
+# ----------------------------------------------------------------------------- levers
+
+def _episode_gradients(grad_rounds):
+    torch.manual_seed(0)
+    model = build_sam("tiny").train()
+    images = torch.rand(2, 3, 256, 256) * 255
+    targets = torch.zeros(2, 256, 256, dtype=torch.bool)
+    targets[:, 60:140, 80:200] = True
+    embeddings = model.image_encoder(model.preprocess(images))
+    out = simulate_training_episode(model, embeddings, targets, np.random.default_rng(0), use_box=False,
+                                    grad_rounds=grad_rounds)
+    out["loss"].backward()
+    hyper = model.mask_decoder.output_hypernetworks_mlps
+    return out, [float(hyper[i].layers[0].weight.grad.abs().sum()) if hyper[i].layers[0].weight.grad is not None else 0.0
+                 for i in range(4)]
+
+
+def test_grad_rounds_decides_which_rounds_train_the_ambiguity_tokens():
+    """Round 1 (one point) is the only round that uses the three ambiguity tokens 1-3; the later
+    rounds train token 0. (Min-over-masks trains one of tokens 1-3 per prompt.) Backpropagating
+    only the last round leaves tokens 1-3 untouched."""
+    _, every = _episode_gradients("all")
+    _, first_last = _episode_gradients("first_last")
+    out, last = _episode_gradients("last")
+    for grads in (every, first_last):
+        assert grads[0] > 0 and max(grads[1:]) > 0
+    assert last[0] > 0 and last[1:] == [0.0, 0.0, 0.0]
+    assert out["miou_first"] is not None  # every round still runs, to place the clicks
+    with pytest.raises(ValueError, match="grad_rounds: expected one of"):
+        _episode_gradients("some")
+
+
+def test_focal_alpha_weighs_the_positive_pixels():
+    logits = torch.zeros(1, 1, 4, 4)
+    target = torch.zeros(1, 4, 4)
+    target[0, :2] = 1  # half the pixels positive; at p = 0.5 both classes have the same focal term
+    low = sam_loss(logits, torch.zeros(1, 1), target, focal_alpha=0.25)["mask"]
+    even = sam_loss(logits, torch.zeros(1, 1), target, focal_alpha=0.5)["mask"]
+    # focal part: 20 * mean(alpha_t) * ce * 0.25, mean(alpha_t) = 0.5 for both alphas on a half-positive target
+    assert float(low) == pytest.approx(float(even))
+    target[0, :3] = 1  # now 3/4 positive: alpha = 0.5 weighs them more than alpha = 0.25
+    assert float(sam_loss(logits, torch.zeros(1, 1), target, focal_alpha=0.5)["mask"]) > float(
+        sam_loss(logits, torch.zeros(1, 1), target, focal_alpha=0.25)["mask"])

@@ -83,6 +83,20 @@ def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_point
     return plan.tolist() + [False]
 
 
+GRAD_ROUNDS = ("all", "first_last", "last")
+
+
+def graded_rounds(grad_rounds: str, num_rounds: int) -> set:
+    """The (0-based) rounds whose loss is backpropagated, for ``grad_rounds`` in GRAD_ROUNDS."""
+    if grad_rounds == "all":
+        return set(range(num_rounds))
+    if grad_rounds == "first_last":
+        return {0, num_rounds - 1}
+    if grad_rounds == "last":
+        return {num_rounds - 1}
+    raise ValueError(f"grad_rounds: expected one of {GRAD_ROUNDS}, got {grad_rounds!r}")
+
+
 def simulate_training_episode(
     model,
     embeddings: torch.Tensor,
@@ -92,6 +106,8 @@ def simulate_training_episode(
     num_points: int = NUM_ERROR_POINTS,
     use_box: Optional[bool] = None,
     single_output: bool = False,
+    grad_rounds: str = "all",
+    focal_alpha: float = 0.25,
 ) -> Dict[str, torch.Tensor]:
     """Run the 11-round simulation for a batch and return the averaged loss.
 
@@ -100,7 +116,12 @@ def simulate_training_episode(
     ``use_box`` forces the first prompt's kind (default: a fair coin per batch).
     ``single_output`` is the ablation without ambiguity handling: every round, the first
     included, trains the single-output token only.
-    Returns ``loss`` (scalar), ``miou_first`` (IoU of the best first-round mask) and
+    ``grad_rounds`` says which rounds the loss backpropagates through: ``"all"`` (the paper's
+    description: every round's loss is averaged), ``"first_last"`` (round 1, where the three
+    ambiguity tokens learn, and the final round; the others run under ``torch.no_grad`` only to
+    place the next click, as RITM/SimpleClick do) or ``"last"``. ``focal_alpha`` weighs the
+    focal loss's positives (0.25 in the focal-loss paper, 0.5 in RITM's normalised focal loss).
+    Returns ``loss`` (scalar, over the rounds with gradient), ``miou_first`` (IoU of the best first-round mask) and
     ``miou_last`` (IoU after the last round).
     """
     B, S = gt_masks.shape[0], gt_masks.shape[-1]
@@ -119,7 +140,9 @@ def simulate_training_episode(
     gt_low = F.interpolate(gt_masks[:, None].float(), low_size, mode="area")[:, 0] >= 0.5  # (B, h, w)
     losses, first_iou, last_iou = [], None, None
     previous = None  # the last round's thresholded mask, (B, S, S); round 1 has none
-    for round_index, add_point in enumerate([None] + round_plan(rng, num_rounds, num_points)):
+    plan = [None] + round_plan(rng, num_rounds, num_points)
+    graded = graded_rounds(grad_rounds, len(plan))
+    for round_index, add_point in enumerate(plan):
         if add_point:
             new_coords, new_labels = [], []
             for b in range(B):
@@ -134,11 +157,13 @@ def simulate_training_episode(
             labels = new_labels if labels is None else torch.cat([labels, new_labels], 1)
         single_point = boxes is None and coords is not None and coords.shape[1] == 1
         multimask = single_point and not single_output
-        low_res, iou_pred = model.decode(embeddings, coords, labels, boxes, mask_inputs, multimask_output=multimask)
-        # the loss is taken at the low-res mask size against the area-downsampled target:
-        # 16x cheaper than at full size, and what the decoder actually predicts
-        out = sam_loss(low_res, iou_pred, gt_low)
-        losses.append(out["loss"])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and round_index in graded):
+            low_res, iou_pred = model.decode(embeddings, coords, labels, boxes, mask_inputs, multimask_output=multimask)
+            # the loss is taken at the low-res mask size against the area-downsampled target:
+            # 16x cheaper than at full size, and what the decoder actually predicts
+            out = sam_loss(low_res, iou_pred, gt_low, focal_alpha=focal_alpha)
+        if round_index in graded:
+            losses.append(out["loss"])
         # feed back the low-res logits of the mask the model itself rates best
         best = iou_pred.detach().argmax(dim=1)
         pick = torch.arange(B, device=device)

@@ -47,7 +47,11 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -
 
 
 def sam_loss(
-    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, iou_weight: float = 1.0
+    logits: torch.Tensor,
+    iou_pred: torch.Tensor,
+    target: torch.Tensor,
+    iou_weight: float = 1.0,
+    focal_alpha: float = 0.25,
 ) -> Dict[str, torch.Tensor]:
     """The full loss for a batch of predictions against one ground-truth mask each.
 
@@ -64,7 +68,8 @@ def sam_loss(
     if target.shape[-2:] != logits.shape[-2:]:
         target = F.interpolate(target[:, None], size=logits.shape[-2:], mode="nearest")[:, 0]
     target = target[:, None].expand_as(logits)  # (B, C, H, W): same target for each candidate
-    per_mask = FOCAL_WEIGHT * focal_loss(logits, target) + DICE_WEIGHT * dice_loss(logits, target)  # (B, C)
+    focal = focal_loss(logits, target, alpha=focal_alpha)
+    per_mask = FOCAL_WEIGHT * focal + DICE_WEIGHT * dice_loss(logits, target)  # (B, C)
     chosen = per_mask.argmin(dim=1)  # min over the candidates: only the best one learns
     mask_term = per_mask.gather(1, chosen[:, None]).squeeze(1).mean()
     with torch.no_grad():

@@ -37,7 +37,7 @@ from ..build import build_sam
 from ..inference.transforms import ResizeLongestSide
 from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
 from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
-from .clicks import simulate_training_episode
+from .clicks import GRAD_ROUNDS, simulate_training_episode
 
 
 @dataclass
@@ -62,6 +62,8 @@ class TrainConfig:
     threads: int = 2
     attention: str = "math"  # attention kernel: "math" or "sdpa" (~10 % faster on CPU)
     milestones: List[float] = field(default_factory=lambda: [2 / 3, 0.963])
+    grad_rounds: str = "all"  # rounds the loss backpropagates through: all | first_last | last
+    focal_alpha: float = 0.25  # weight of the focal loss's positives (RITM uses 0.5)
 
 
 # ----------------------------------------------------------------------------- data
@@ -147,13 +149,22 @@ def _average_gradients(params, world: int) -> None:
             p.grad /= world
 
 
-def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_after: Optional[int] = None) -> Dict:
+def train(
+    cfg: TrainConfig,
+    resume: bool = True,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+    time_limit: Optional[float] = None,
+) -> Dict:
     """Train and return a summary dict. ``stop_after`` ends the run early after that many steps
-    in total (used to test exact resume); the schedule still follows ``cfg.steps``."""
+    in total (used to test exact resume); ``time_limit`` ends it after that many seconds of
+    training (equal-budget experiments); the schedule still follows ``cfg.steps``."""
     from tqdm.auto import tqdm
 
     if cfg.attention not in ATTENTION_KERNELS:  # before minutes of data preparation, not after
         raise ValueError(f"attention: expected one of {ATTENTION_KERNELS}, got {cfg.attention!r}")
+    if cfg.grad_rounds not in GRAD_ROUNDS:
+        raise ValueError(f"grad_rounds: expected one of {GRAD_ROUNDS}, got {cfg.grad_rounds!r}")
     torch.set_num_threads(cfg.threads)
     rank, world = _distributed()
     device = torch.device(cfg.device)
@@ -188,7 +199,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(total=cfg.steps, initial=step, desc="training", disable=not progress or rank != 0)
     started = time.time()
-    while step < end:
+    while step < end and (time_limit is None or time.time() - started < time_limit):
         rng = np.random.default_rng([cfg.seed, step, rank])
         images, targets = data.batch(rng, cfg.batch_size, cfg.masks_per_image)
         images, targets = images.to(device), targets.to(device)
@@ -201,7 +212,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
             # clicks, different answers — the signal that teaches the decoder to follow the prompt
             M = cfg.masks_per_image
             episode = simulate_training_episode(
-                model, embeddings.repeat_interleave(M, dim=0), targets.flatten(0, 1), rng, single_output=cfg.single_output
+                model, embeddings.repeat_interleave(M, dim=0), targets.flatten(0, 1), rng,
+                single_output=cfg.single_output, grad_rounds=cfg.grad_rounds, focal_alpha=cfg.focal_alpha,
             )
             optimizer.zero_grad(set_to_none=True)
             episode["loss"].backward()
@@ -219,7 +231,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", miou1=f"{record['miou_first']:.2f}", miou11=f"{record['miou_last']:.2f}")
         bar.update(1)
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end):
+        out_of_time = time_limit is not None and time.time() - started >= time_limit
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == end or out_of_time):
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "config": json.dumps(asdict(cfg))}
             # the curve first: a kill between the two writes leaves extra records, which resume cuts
             write_atomically(out / "history.json", lambda temp: Path(temp).write_text(json.dumps(history)))
@@ -230,7 +243,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True, stop_aft
         everyone = [torch.zeros_like(mine) for _ in range(world)]
         dist.all_gather(everyone, mine)
         if rank == 0:
-            (out / "replicas.json").write_text(json.dumps([t.tolist() for t in everyone]))
+            text = json.dumps([t.tolist() for t in everyone])
+            write_atomically(out / "replicas.json", lambda temp: Path(temp).write_text(text))
     if rank == 0 and step == cfg.steps:
         save_checkpoint(model, out / "model.safetensors")
     return {"step": step, "seconds": time.time() - started, "history": history, "model": model}
