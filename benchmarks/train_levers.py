@@ -2,6 +2,8 @@
 
     python benchmarks/train_levers.py --minutes 6 --levers baseline last_round alpha_half first_last_alpha_half
     python benchmarks/train_levers.py --list
+    python -m sam_lab.training.mae --steps 600 --out runs/mae && \
+        python benchmarks/train_levers.py --levers mae_init --mae-encoder runs/mae/encoder.safetensors
 
 Each lever is a set of TrainConfig changes on top of one base recipe (the shipped model's:
 2 images x 8 prompted masks per step, lr 4e-3, 50 warm-up steps, no decay inside the budget).
@@ -42,6 +44,7 @@ LEVERS = {
     "alpha_half": {"focal_alpha": 0.5},
     "first_last_alpha_half": {"grad_rounds": "first_last", "focal_alpha": 0.5},
     "masks_4": {"masks_per_image": 4, "batch_size": 4},
+    "mae_init": {"init_encoder": None},  # the encoder from sam_lab.training.mae (--mae-encoder PATH)
 }
 
 
@@ -70,8 +73,13 @@ def iou_calibration(model, dataset) -> float:
     return float(np.corrcoef(predicted, true)[0, 1])
 
 
-def run(name: str, minutes: float, out: Path, eval_images: int) -> dict:
-    cfg = replace(TrainConfig(**BASE), out=str(out / name), **LEVERS[name])
+def run(name: str, minutes: float, out: Path, eval_images: int, mae_encoder=None) -> dict:
+    changes = dict(LEVERS[name])
+    if "init_encoder" in changes:
+        if mae_encoder is None:
+            raise SystemExit("mae_init: pass --mae-encoder PATH (OUT/encoder.safetensors of sam_lab.training.mae)")
+        changes["init_encoder"] = str(mae_encoder)
+    cfg = replace(TrainConfig(**BASE), out=str(out / name), **changes)
     result = train(cfg, resume=False, progress=False, time_limit=minutes * 60)
     model = result["model"].eval()
     torch.set_num_threads(2)
@@ -79,7 +87,7 @@ def run(name: str, minutes: float, out: Path, eval_images: int) -> dict:
     metrics = evaluate_interactive(SamPredictor(model), test, max_clicks=20)
     return {
         "lever": name,
-        "changes": LEVERS[name],
+        "changes": changes,
         "minutes": minutes,
         "steps": result["step"],
         "s_per_step": result["seconds"] / max(result["step"], 1),
@@ -107,6 +115,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=6.0, help="training wall time per lever")
     parser.add_argument("--eval-images", type=int, default=40)
     parser.add_argument("--out", default="runs/levers")
+    parser.add_argument("--mae-encoder", default=None, help="encoder.safetensors for the mae_init lever")
     parser.add_argument("--list", action="store_true", help="print the levers and exit")
     args = parser.parse_args()
     if args.list:
@@ -124,7 +133,7 @@ def main() -> None:
             print(f"{name}: already measured, skipped")
             continue
         started = time.time()
-        rows.append(run(name, args.minutes, out, args.eval_images))
+        rows.append(run(name, args.minutes, out, args.eval_images, args.mae_encoder))
         text = json.dumps(rows, indent=2)
         write_atomically(results_path, lambda temp: Path(temp).write_text(text))
         print(f"{name}: done in {time.time() - started:.0f} s", flush=True)

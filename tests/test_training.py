@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import sam_lab
 from sam_lab import build_sam
 from sam_lab.evaluation.interactive import farthest_from_boundary, next_eval_click
 from sam_lab.inference.masks import mask_iou
@@ -341,3 +342,44 @@ def test_focal_alpha_weighs_the_positive_pixels():
     target[0, :3] = 1  # now 3/4 positive: alpha = 0.5 weighs them more than alpha = 0.25
     assert float(sam_loss(logits, torch.zeros(1, 1), target, focal_alpha=0.5)["mask"]) > float(
         sam_loss(logits, torch.zeros(1, 1), target, focal_alpha=0.25)["mask"])
+
+
+# ----------------------------------------------------------------------------- MAE pre-training
+
+def test_mae_hides_exactly_three_quarters_of_the_patches_and_scores_only_those():
+    from sam_lab.training.mae import masked_loss, normalised_targets, patchify, random_patch_mask, unpatchify
+
+    hidden = random_patch_mask(np.random.default_rng(0), 3, 16)
+    assert hidden.shape == (3, 16, 16) and hidden.flatten(1).sum(1).tolist() == [192, 192, 192]
+    images = torch.rand(2, 3, 32, 48)
+    assert torch.equal(unpatchify(patchify(images, 16), 16), images)
+    target = normalised_targets(images, 16)
+    assert target.mean(-1).abs().max() < 1e-5 and (target.var(-1) - 1).abs().max() < 1e-3
+    mask = torch.zeros(2, 2, 3, dtype=torch.bool)
+    mask[:, 0, 0] = True
+    prediction = target.clone()
+    prediction[:, 1] += 5.0  # wrong only where nothing is hidden
+    assert masked_loss(prediction, target, mask).item() == 0.0
+    prediction[:, 0, 0] += 1.0
+    assert masked_loss(prediction, target, mask).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="mask_ratio: expected a fraction"):
+        random_patch_mask(np.random.default_rng(0), 1, 4, ratio=1.0)
+
+
+def test_mae_resumes_exactly_and_its_encoder_initialises_sam_training(tmp_path):
+    from sam_lab.training.mae import MAEConfig, pretrain
+    from sam_lab.training.train import TrainConfig, train
+
+    kwargs = dict(steps=4, batch_size=2, num_images=4, warmup=2, checkpoint_every=2, decoder_dim=32)
+    straight = pretrain(MAEConfig(out=str(tmp_path / "a"), **kwargs), progress=False)
+    pretrain(MAEConfig(out=str(tmp_path / "b"), **kwargs), stop_after=2, progress=False)
+    resumed = pretrain(MAEConfig(out=str(tmp_path / "b"), **kwargs), progress=False)  # from step 2
+    for (name, a), (_, b) in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().items()):
+        assert torch.equal(a, b), name
+    assert straight["history"][-1]["loss"] == resumed["history"][-1]["loss"]
+    encoder = tmp_path / "a" / "encoder.safetensors"
+    run = train(TrainConfig(steps=1, batch_size=1, masks_per_image=1, num_images=2, warmup=1,
+                            init_encoder=str(encoder), out=str(tmp_path / "sam")), progress=False)
+    assert run["step"] == 1
+    start = sam_lab.build_sam("tiny")
+    sam_lab.load_checkpoint(start.image_encoder, encoder)  # strict: exactly the encoder's keys

@@ -56,6 +56,7 @@ class TrainConfig:
     out: str = "runs/tiny"
     checkpoint_every: int = 200
     init: Optional[str] = None  # start from these weights (e.g. Meta's checkpoint)
+    init_encoder: Optional[str] = None  # start the image encoder from these (MAE: training/mae.py)
     freeze_encoder: bool = False  # train prompt encoder + mask decoder only
     single_output: bool = False  # ablation: one output token, no min-over-masks
     device: str = "cpu"
@@ -173,6 +174,8 @@ def train(
     model = build_sam(cfg.config)
     if cfg.init:
         load_checkpoint(model, cfg.init)
+    if cfg.init_encoder:
+        load_checkpoint(model.image_encoder, cfg.init_encoder)  # strict keys, encoder only
     model.to(device).train()
     if world > 1:  # every replica starts from rank 0's weights
         for tensor in model.state_dict().values():
