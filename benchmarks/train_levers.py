@@ -29,8 +29,7 @@ import numpy as np
 import torch
 
 from sam_lab import SamPredictor
-from sam_lab.evaluation import evaluate_interactive, farthest_from_boundary
-from sam_lab.inference.masks import mask_iou
+from sam_lab.evaluation import evaluate_interactive, iou_calibration
 from sam_lab.training.data import SyntheticShapes
 from sam_lab.training.train import TrainConfig, train
 from sam_lab.weights import write_atomically
@@ -44,6 +43,17 @@ LEVERS = {
     "alpha_half": {"focal_alpha": 0.5},
     "first_last_alpha_half": {"grad_rounds": "first_last", "focal_alpha": 0.5},
     "masks_4": {"masks_per_image": 4, "batch_size": 4},
+    "rounds_1": {"rounds": 1, "error_points": 0},  # the first prompt only: ~6x the steps
+    "rounds_1_batch_8": {"rounds": 1, "error_points": 0, "batch_size": 8},
+    "rounds_3_first_last": {"rounds": 3, "error_points": 1, "grad_rounds": "first_last"},
+    # the first prompt only (cheap, ~0.15 s/step), to find the learning rate and the init quickly;
+    # measured with --minutes 3.5 --eval-images 20 --max-clicks 1
+    "r1_tied_qk": {"rounds": 1, "error_points": 0, "decoder_init": "tied_qk"},
+    "r1_lr1e-3": {"rounds": 1, "error_points": 0, "lr": 1e-3},
+    "r1_lr3e-4": {"rounds": 1, "error_points": 0, "lr": 3e-4},
+    "r1_lr2e-3": {"rounds": 1, "error_points": 0, "lr": 2e-3},
+    "r1_lr1e-3_tied_qk": {"rounds": 1, "error_points": 0, "lr": 1e-3, "decoder_init": "tied_qk"},
+    "r1_lr1e-3_alpha_half": {"rounds": 1, "error_points": 0, "lr": 1e-3, "focal_alpha": 0.5},
     "mae_init": {"init_encoder": None},  # the encoder from sam_lab.training.mae (--mae-encoder PATH)
 }
 
@@ -57,23 +67,7 @@ def plateau_exit(history, window: int = 25, level: float = 0.3):
     return int(above[0] + window) if len(above) else None
 
 
-@torch.no_grad()
-def iou_calibration(model, dataset) -> float:
-    """Pearson correlation of predicted and true IoU over every 1-click candidate."""
-    predictor = SamPredictor(model)
-    predicted, true = [], []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        predictor.set_image(item["image"])
-        for mask in item["masks"]:
-            masks, scores, _ = predictor.predict(point_coords=farthest_from_boundary(mask)[None],
-                                                 point_labels=np.array([1]), multimask_output=True)
-            predicted.extend(scores.tolist())
-            true.extend(mask_iou(masks, mask[None]).tolist())
-    return float(np.corrcoef(predicted, true)[0, 1])
-
-
-def run(name: str, minutes: float, out: Path, eval_images: int, mae_encoder=None) -> dict:
+def run(name: str, minutes: float, out: Path, eval_images: int, mae_encoder=None, max_clicks: int = 20) -> dict:
     changes = dict(LEVERS[name])
     if "init_encoder" in changes:
         if mae_encoder is None:
@@ -84,7 +78,8 @@ def run(name: str, minutes: float, out: Path, eval_images: int, mae_encoder=None
     model = result["model"].eval()
     torch.set_num_threads(2)
     test = SyntheticShapes(eval_images, seed=10_000, image_size=256)
-    metrics = evaluate_interactive(SamPredictor(model), test, max_clicks=20)
+    metrics = evaluate_interactive(SamPredictor(model), test, max_clicks=max_clicks)
+    first = np.array([r["miou_first"] for r in result["history"]])
     return {
         "lever": name,
         "changes": changes,
@@ -94,9 +89,13 @@ def run(name: str, minutes: float, out: Path, eval_images: int, mae_encoder=None
         "plateau_exit_step": plateau_exit(result["history"]),
         "miou1_oracle": metrics.miou_1click_oracle,
         "miou1_predicted": metrics.miou_1click_predicted,
-        "noc90": metrics.noc90,
-        "iou_pearson": iou_calibration(model, test),
+        "noc90": metrics.noc90 if max_clicks > 1 else None,
+        "iou_pearson": iou_calibration(SamPredictor(model), test)["pearson"] if max_clicks > 1 else None,
         "targets": metrics.num_targets,
+        "eval_images": eval_images,
+        "max_clicks": max_clicks,
+        # the training curve: mean first-round IoU of every 100 steps
+        "curve": [round(float(first[i : i + 100].mean()), 3) for i in range(0, len(first), 100)],
     }
 
 
@@ -104,8 +103,10 @@ def table(rows) -> str:
     lines = ["| lever | steps in budget | s/step | plateau left at step | mIoU@1 oracle | mIoU@1 predicted | NoC@90 | IoU Pearson |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['lever']} | {r['steps']} | {r['s_per_step']:.2f} | {r['plateau_exit_step']} | "
-                     f"{r['miou1_oracle']:.3f} | {r['miou1_predicted']:.3f} | {r['noc90']:.2f} | {r['iou_pearson']:.2f} |")
+        noc = "—" if r.get("noc90") is None else f"{r['noc90']:.2f}"
+        pearson = "—" if r.get("iou_pearson") is None else f"{r['iou_pearson']:.2f}"
+        lines.append(f"| {r['lever']} ({r['minutes']:g} min) | {r['steps']} | {r['s_per_step']:.2f} | {r['plateau_exit_step']} | "
+                     f"{r['miou1_oracle']:.3f} | {r['miou1_predicted']:.3f} | {noc} | {pearson} |")
     return "\n".join(lines)
 
 
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--levers", nargs="+", default=["baseline", "last_round", "first_last", "alpha_half"])
     parser.add_argument("--minutes", type=float, default=6.0, help="training wall time per lever")
     parser.add_argument("--eval-images", type=int, default=40)
+    parser.add_argument("--max-clicks", type=int, default=20, help="1 = the 1-click mIoUs only (quick)")
     parser.add_argument("--out", default="runs/levers")
     parser.add_argument("--mae-encoder", default=None, help="encoder.safetensors for the mae_init lever")
     parser.add_argument("--list", action="store_true", help="print the levers and exit")
@@ -133,7 +135,7 @@ def main() -> None:
             print(f"{name}: already measured, skipped")
             continue
         started = time.time()
-        rows.append(run(name, args.minutes, out, args.eval_images, args.mae_encoder))
+        rows.append(run(name, args.minutes, out, args.eval_images, args.mae_encoder, args.max_clicks))
         text = json.dumps(rows, indent=2)
         write_atomically(results_path, lambda temp: Path(temp).write_text(text))
         print(f"{name}: done in {time.time() - started:.0f} s", flush=True)

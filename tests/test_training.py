@@ -383,3 +383,80 @@ def test_mae_resumes_exactly_and_its_encoder_initialises_sam_training(tmp_path):
     assert run["step"] == 1
     start = sam_lab.build_sam("tiny")
     sam_lab.load_checkpoint(start.image_encoder, encoder)  # strict: exactly the encoder's keys
+
+
+# ----------------------------------------------------------------------------- rounds, warm-up, augmentation
+
+def test_one_round_plan_is_the_first_prompt_only_and_bad_rounds_are_refused():
+    assert round_plan(np.random.default_rng(0), num_rounds=1, num_points=0) == []
+    assert round_plan(np.random.default_rng(0), num_rounds=3, num_points=1) == [True, False]
+    with pytest.raises(ValueError, match="num_rounds: expected at least 1"):
+        round_plan(np.random.default_rng(0), num_rounds=0)
+
+
+def test_first_prompt_steps_decode_once_per_step_then_the_full_simulation(tmp_path, monkeypatch):
+    from sam_lab.training import train as train_module
+
+    rounds_seen = []
+    original = train_module.simulate_training_episode
+    monkeypatch.setattr(train_module, "simulate_training_episode",
+                        lambda *a, **k: rounds_seen.append(k["num_rounds"]) or original(*a, **k))
+    cfg = train_module.TrainConfig(steps=3, batch_size=1, masks_per_image=1, num_images=2, warmup=1,
+                                   first_prompt_steps=2, rounds=3, error_points=1, out=str(tmp_path))
+    train_module.train(cfg, progress=False)
+    assert rounds_seen == [1, 1, 3]
+    with pytest.raises(ValueError, match="num_points: expected at most"):
+        train_module.train(train_module.TrainConfig(rounds=2, error_points=1, out=str(tmp_path / "x")), progress=False)
+
+
+def test_augmentation_moves_image_and_masks_together_and_drops_masks_it_empties():
+    from sam_lab.training.train import MIN_AUGMENTED_AREA, augment_item
+
+    S = 64
+    image = np.zeros((S, S, 3), np.uint8)
+    masks = np.zeros((2, S, S), bool)
+    masks[0, 10:30, 5:25] = True  # a big square, painted white
+    masks[1, 50, 50] = True  # one pixel: any zoom-out drops it
+    image[masks[0]] = 255
+    zoomed = 0
+    for seed in range(40):
+        out, out_masks = augment_item(image, masks, np.random.default_rng(seed))
+        assert out.shape == image.shape and out.dtype == np.uint8 and out_masks.dtype == bool
+        assert (out_masks.reshape(len(out_masks), -1).sum(1) >= MIN_AUGMENTED_AREA).all() or len(out_masks) == 2
+        big = out_masks[0]
+        # colour jitter is at most x1.25 + 25: the white square stays far brighter than its surround
+        inside, outside = out[big].mean(), out[~big].mean()
+        assert inside > outside
+        zoomed += big.sum() < masks[0].sum() * 0.9
+    assert zoomed > 5  # the zoom-out happens, and shrinks the object with its mask
+
+
+def test_tied_query_key_init_makes_a_point_attend_to_the_image_around_its_click():
+    """With keys = queries, the click's positional encoding scores highest where the image's
+    encoding is most alike: near the click. Random independent projections have no such peak."""
+    from sam_lab.modeling.two_way_transformer import DecoderAttention
+    from sam_lab.training.train import tie_query_key
+
+    def peak_distance(model):
+        attention = model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
+        pe_layer = model.prompt_encoder.pe_layer
+        h, w = model.prompt_encoder.image_embedding_size
+        image_pe = pe_layer((h, w)).flatten(1).T[None]  # (1, h*w, C)
+        distances = []
+        for x, y in [(40, 40), (200, 60), (128, 128), (70, 210)]:
+            point_pe = pe_layer.forward_with_coords(torch.tensor([[[x + 0.5, y + 0.5]]]), (256, 256))  # (1, 1, C)
+            q = attention.q_proj(point_pe)
+            k = attention.k_proj(image_pe)
+            best = int((q @ k.transpose(1, 2)).argmax())
+            by, bx = divmod(best, w)
+            distances.append(np.hypot((bx + 0.5) * 256 / w - x, (by + 0.5) * 256 / h - y))
+        return float(np.mean(distances))
+
+    torch.manual_seed(0)
+    model = build_sam("tiny")
+    untied = peak_distance(model)
+    assert tie_query_key(model) == sum(isinstance(m, DecoderAttention) for m in model.modules())
+    tied = peak_distance(model)
+    assert tied < 20 < untied  # within about one token of the click, against far away
+    with pytest.raises(ValueError, match="decoder_init: expected one of"):
+        sam_lab.training.train.train(sam_lab.training.train.TrainConfig(decoder_init="zero"), progress=False)

@@ -73,7 +73,12 @@ def sample_error_point(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generato
 
 def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_points: int = NUM_ERROR_POINTS) -> List[bool]:
     """For rounds 2..num_rounds: whether each adds a point. The last round adds none, and the
-    other mask-only rounds go at random places before it (default: 8 points, 2 mask-only)."""
+    other mask-only rounds go at random places before it (default: 8 points, 2 mask-only).
+    One round means the first prompt only (an empty plan)."""
+    if num_rounds < 1:
+        raise ValueError(f"num_rounds: expected at least 1, got {num_rounds}")
+    if num_rounds == 1:
+        return []
     later = num_rounds - 1
     extra_empty = later - num_points - 1  # mask-only rounds besides the final one
     if extra_empty < 0:

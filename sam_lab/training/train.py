@@ -32,12 +32,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from PIL import Image
 
 from ..build import build_sam
 from ..inference.transforms import ResizeLongestSide
 from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
 from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
-from .clicks import GRAD_ROUNDS, simulate_training_episode
+from .clicks import GRAD_ROUNDS, round_plan, simulate_training_episode
 
 
 @dataclass
@@ -65,6 +66,11 @@ class TrainConfig:
     milestones: List[float] = field(default_factory=lambda: [2 / 3, 0.963])
     grad_rounds: str = "all"  # rounds the loss backpropagates through: all | first_last | last
     focal_alpha: float = 0.25  # weight of the focal loss's positives (RITM uses 0.5)
+    rounds: int = 11  # prompting rounds per mask (the paper's 11; 1 = the first prompt only)
+    error_points: int = 8  # of rounds 2..rounds, how many add an error-region point (the paper's 8)
+    first_prompt_steps: int = 0  # the first N steps train the first prompt only (1 round): a cheap warm-up
+    augment: bool = False  # flips, 90-degree turns, zoom-out (small objects), colour jitter, grayscale
+    decoder_init: str = "default"  # "tied_qk": each decoder attention starts with keys = queries (see tie_query_key)
 
 
 # ----------------------------------------------------------------------------- data
@@ -97,17 +103,59 @@ class TrainingData:
             self.images.append(padded)
             self.masks.append(padded_masks)
 
-    def batch(self, rng: np.random.Generator, batch_size: int, masks_per_image: int = 1):
+    def batch(self, rng: np.random.Generator, batch_size: int, masks_per_image: int = 1, augment: bool = False):
         """(B, 3, S, S) float images in 0..255 and ``masks_per_image`` targets for each, drawn
-        without replacement while an image has enough masks: (B, M, S, S)."""
+        without replacement while an image has enough masks: (B, M, S, S). ``augment`` applies
+        :func:`augment` to each image and its masks first (masks it empties are not drawn)."""
         picks = rng.integers(0, len(self.images), size=batch_size)
-        images = np.stack([self.images[i] for i in picks])
-        targets = []
+        images, targets = [], []
         for i in picks:
-            count = len(self.masks[i])
+            image, masks = self.images[i], self.masks[i]
+            if augment:
+                image, masks = augment_item(image, masks, rng)
+            count = len(masks)
             chosen = rng.choice(count, size=masks_per_image, replace=count < masks_per_image)
-            targets.append(self.masks[i][chosen])
-        return torch.as_tensor(images).permute(0, 3, 1, 2).float(), torch.as_tensor(np.stack(targets))
+            images.append(image)
+            targets.append(masks[chosen])
+        return torch.as_tensor(np.stack(images)).permute(0, 3, 1, 2).float(), torch.as_tensor(np.stack(targets))
+
+
+#: the smallest mask (pixels) an augmentation may leave; smaller ones are dropped as targets
+MIN_AUGMENTED_AREA = 24
+
+
+def augment_item(image: np.ndarray, masks: np.ndarray, rng: np.random.Generator):
+    """One random augmentation of a square (S, S, 3) uint8 image and its (K, S, S) masks.
+
+    Geometry (applied to both): a horizontal flip and a 90-degree turn, each with probability
+    1/2, and with probability 1/2 a zoom-out by 0.35-1 onto a canvas of one random colour at a
+    random place (objects as small as coins in a photo). Colour (image only): per-channel gain
+    0.75-1.25, an offset of +-25 and, with probability 0.15, grayscale. Masks the zoom shrinks
+    below ``MIN_AUGMENTED_AREA`` pixels are dropped; if none is left the item comes back as it was.
+    """
+    S = image.shape[0]
+    out, out_masks = image, masks
+    if rng.random() < 0.5:
+        out, out_masks = out[:, ::-1], out_masks[:, :, ::-1]
+    if rng.random() < 0.5:
+        out, out_masks = np.rot90(out, 1, (0, 1)), np.rot90(out_masks, 1, (1, 2))
+    if rng.random() < 0.5:
+        side = max(8, int(round(S * rng.uniform(0.35, 1.0))))
+        y, x = (int(v) for v in rng.integers(0, S - side + 1, size=2))
+        canvas = np.empty_like(image)
+        canvas[:] = rng.integers(0, 256, size=3)
+        canvas[y : y + side, x : x + side] = np.asarray(Image.fromarray(np.ascontiguousarray(out)).resize((side, side), Image.BILINEAR))
+        small = F.interpolate(torch.as_tensor(np.ascontiguousarray(out_masks))[:, None].float(), (side, side), mode="area")[:, 0] >= 0.5
+        placed = np.zeros_like(masks)
+        placed[:, y : y + side, x : x + side] = small.numpy()
+        out, out_masks = canvas, placed
+    keep = out_masks.reshape(len(out_masks), -1).sum(1) >= MIN_AUGMENTED_AREA
+    if not keep.any():
+        return image, masks
+    pixels = out.astype(np.float32) * rng.uniform(0.75, 1.25, size=3) + rng.uniform(-25, 25)
+    if rng.random() < 0.15:
+        pixels = np.repeat(pixels.mean(axis=2, keepdims=True), 3, axis=2)
+    return np.clip(pixels, 0, 255).astype(np.uint8), np.ascontiguousarray(out_masks[keep])
 
 
 def make_dataset(spec: str, num_images: int, seed: int, img_size: int):
@@ -121,6 +169,31 @@ def make_dataset(spec: str, num_images: int, seed: int, img_size: int):
         _, image_dir, annotations = spec.split(":", 2)
         return CocoSegmentation(image_dir, annotations, skip_invalid=True)
     raise ValueError(f"data: expected 'synthetic' or 'coco:IMAGE_DIR:ANNOTATION_JSON', got {spec!r}")
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+DECODER_INITS = ("default", "tied_qk")
+
+
+@torch.no_grad()
+def tie_query_key(model) -> int:
+    """Start every attention of the two-way transformer with its key projection equal to its
+    query projection, so that a query and a key score ``x^T W^T W y``: for two positional
+    encodings this is close to their dot product, which for random Fourier features is a
+    Gaussian kernel of the distance between the two places. A point token then attends, from
+    the first step, to the image tokens around its click. (With independent random W_q, W_k the
+    score is a random bilinear form and the decoder must first learn where the click is.)
+    Returns the number of attentions changed. The weights stay free to train apart."""
+    from ..modeling.two_way_transformer import DecoderAttention
+
+    count = 0
+    for module in model.mask_decoder.modules():
+        if isinstance(module, DecoderAttention):
+            module.k_proj.weight.copy_(module.q_proj.weight)
+            module.k_proj.bias.copy_(module.q_proj.bias)
+            count += 1
+    return count
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -166,6 +239,9 @@ def train(
         raise ValueError(f"attention: expected one of {ATTENTION_KERNELS}, got {cfg.attention!r}")
     if cfg.grad_rounds not in GRAD_ROUNDS:
         raise ValueError(f"grad_rounds: expected one of {GRAD_ROUNDS}, got {cfg.grad_rounds!r}")
+    round_plan(np.random.default_rng(0), cfg.rounds, cfg.error_points)  # rounds / error_points checked early
+    if cfg.decoder_init not in DECODER_INITS:
+        raise ValueError(f"decoder_init: expected one of {DECODER_INITS}, got {cfg.decoder_init!r}")
     torch.set_num_threads(cfg.threads)
     rank, world = _distributed()
     device = torch.device(cfg.device)
@@ -176,6 +252,8 @@ def train(
         load_checkpoint(model, cfg.init)
     if cfg.init_encoder:
         load_checkpoint(model.image_encoder, cfg.init_encoder)  # strict keys, encoder only
+    if cfg.decoder_init == "tied_qk" and not cfg.init:
+        tie_query_key(model)
     model.to(device).train()
     if world > 1:  # every replica starts from rank 0's weights
         for tensor in model.state_dict().values():
@@ -204,7 +282,8 @@ def train(
     started = time.time()
     while step < end and (time_limit is None or time.time() - started < time_limit):
         rng = np.random.default_rng([cfg.seed, step, rank])
-        images, targets = data.batch(rng, cfg.batch_size, cfg.masks_per_image)
+        images, targets = data.batch(rng, cfg.batch_size, cfg.masks_per_image, augment=cfg.augment)
+        first_prompt_only = step < cfg.first_prompt_steps
         images, targets = images.to(device), targets.to(device)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
@@ -216,6 +295,8 @@ def train(
             M = cfg.masks_per_image
             episode = simulate_training_episode(
                 model, embeddings.repeat_interleave(M, dim=0), targets.flatten(0, 1), rng,
+                num_rounds=1 if first_prompt_only else cfg.rounds,
+                num_points=0 if first_prompt_only else cfg.error_points,
                 single_output=cfg.single_output, grad_rounds=cfg.grad_rounds, focal_alpha=cfg.focal_alpha,
             )
             optimizer.zero_grad(set_to_none=True)

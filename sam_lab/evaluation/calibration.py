@@ -1,0 +1,72 @@
+"""Can the model's own scores be trusted? The IoU head and the stability of its masks.
+
+The automatic mask generator (paper §7.1 and appendix B) keeps a candidate only if the IoU head
+predicts at least 0.88 and the mask is stable: thresholding the logits at -1 and at +1 gives
+almost the same mask (IoU >= 0.95). Both filters are only as good as these two numbers.
+
+    iou_calibration      Pearson correlation of predicted and true IoU over 1-click candidates
+    stability_score      IoU of the masks at logit thresholds +offset and -offset
+    grid_filter_survivors   candidates of a point grid that pass both of the paper's filters
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import torch
+
+from .interactive import farthest_from_boundary
+
+
+@torch.no_grad()
+def iou_calibration(predictor, dataset, num_images=None) -> Dict[str, float]:
+    """Pearson r of predicted and true IoU over every 1-click multimask candidate (a click at
+    the point farthest from each mask's boundary). Returns ``pearson``, ``mean_abs_error``,
+    ``count``."""
+    from ..inference.masks import mask_iou
+
+    predicted, true = [], []
+    count = len(dataset) if num_images is None else min(num_images, len(dataset))
+    for index in range(count):
+        item = dataset[index]
+        predictor.set_image(item["image"])
+        for mask in item["masks"]:
+            masks, scores, _ = predictor.predict(point_coords=farthest_from_boundary(mask)[None],
+                                                 point_labels=np.array([1]), multimask_output=True)
+            predicted.extend(scores.tolist())
+            true.extend(mask_iou(masks, mask[None]).tolist())
+    predicted, true = np.asarray(predicted), np.asarray(true)
+    return {"pearson": float(np.corrcoef(predicted, true)[0, 1]),
+            "mean_abs_error": float(np.abs(predicted - true).mean()), "count": int(len(true))}
+
+
+def stability_score(logits: torch.Tensor, threshold: float = 0.0, offset: float = 1.0) -> torch.Tensor:
+    """IoU between ``logits > threshold + offset`` and ``logits > threshold - offset`` over the
+    last two dimensions (the first mask lies inside the second, so it is a ratio of areas)."""
+    inner = (logits > threshold + offset).flatten(-2).sum(-1).float()
+    outer = (logits > threshold - offset).flatten(-2).sum(-1).float()
+    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.zeros_like(outer))
+
+
+@torch.no_grad()
+def grid_filter_survivors(predictor, image: np.ndarray, points_per_side: int = 16,
+                          pred_iou_thresh: float = 0.88, stability_thresh: float = 0.95,
+                          points_per_batch: int = 64) -> Dict[str, float]:
+    """Decode one click at each point of a regular grid (3 masks each) and count the candidates
+    that pass the mask generator's two filters with the reference's default thresholds."""
+    predictor.set_image(image)
+    H, W = image.shape[:2]
+    offsets = (np.arange(points_per_side) + 0.5) / points_per_side
+    points = np.stack(np.meshgrid(offsets * W, offsets * H), -1).reshape(-1, 2)
+    stability, iou = [], []
+    for start in range(0, len(points), points_per_batch):  # full-size logits of a batch at a time
+        chunk = torch.as_tensor(points[start : start + points_per_batch], dtype=torch.float)[:, None]
+        coords = predictor.transform.apply_coords_torch(chunk, predictor.original_size).to(predictor.device)
+        labels = torch.ones(len(chunk), 1, dtype=torch.int, device=predictor.device)
+        logits, scores, _ = predictor.predict_torch(coords, labels, multimask_output=True, return_logits=True)
+        stability.append(stability_score(logits.float()))
+        iou.append(scores)
+    stability, iou = torch.cat(stability), torch.cat(iou)
+    keep = (iou >= pred_iou_thresh) & (stability >= stability_thresh)
+    return {"candidates": int(iou.numel()), "survivors": int(keep.sum()),
+            "best_stability": float(stability.max()), "best_predicted_iou": float(iou.max())}
