@@ -98,6 +98,14 @@ class Server:
         raise RuntimeError(f"{args[0]} did not answer on {url} within 120 s; see {self.log.name}")
 
     def stop(self):
+        import psutil
+
+        # kernels run in sessions of their own (jupyter_client starts them so): the server's
+        # process group does not reach them, so collect every descendant before stopping it
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)  # the server and the kernels it started
             try:
@@ -105,6 +113,14 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        for child in children:  # whatever outlived the server
+            try:
+                child.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        for child in alive:
+            child.kill()
         self.log.close()
 
 

@@ -61,3 +61,24 @@ def test_the_floor_is_above_what_random_weights_reach(unseen):
     torch.manual_seed(0)
     random_model = sam_lab.load_model("tiny", pretrained=False)
     assert one_click_oracle_miou(random_model, unseen) < min(FLOORS.values())
+
+
+def test_the_readme_command_reproduces_the_shipped_recipe():
+    """The model card's command, parsed by the training CLI, gives the TrainConfig the shipped
+    weights were trained with (sam_lab/weights/tiny_recipe.json, written from the run's
+    checkpoint), apart from where the run writes."""
+    import json
+    import re
+    import shlex
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from sam_lab.training.train import parse_args
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| Command |"))
+    command = re.search(r"`(python -m sam_lab\.training [^`]+)`", row).group(1)
+    config, _ = parse_args(shlex.split(command)[3:])
+    recipe = json.loads((WEIGHTS_DIR / "tiny_recipe.json").read_text())
+    ours = {k: v for k, v in asdict(config).items() if k != "out"}
+    assert ours == {k: v for k, v in recipe.items() if k != "out"}

@@ -334,7 +334,8 @@ def train(
     return {"step": step, "seconds": time.time() - started, "history": history, "model": model}
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None):
+    """The command line -> (TrainConfig, extras: resume, eval_images, stop_after)."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, value in asdict(defaults).items():
@@ -349,10 +350,13 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-images", type=int, default=100, help="unseen synthetic images for the final evaluation")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many steps (the schedule still follows --steps)")
     args = vars(parser.parse_args(argv))
-    resume = not args.pop("no_resume")
-    eval_images = args.pop("eval_images")
-    stop_after = args.pop("stop_after")
-    cfg = TrainConfig(**args)
+    extras = {"resume": not args.pop("no_resume"), "eval_images": args.pop("eval_images"), "stop_after": args.pop("stop_after")}
+    return TrainConfig(**args), extras
+
+
+def main(argv=None) -> None:
+    cfg, extras = parse_args(argv)
+    resume, eval_images, stop_after = extras["resume"], extras["eval_images"], extras["stop_after"]
     result = train(cfg, resume=resume, stop_after=stop_after)
     rank = dist.get_rank() if dist.is_initialized() else 0
     if rank == 0 and eval_images and result["step"] == cfg.steps:
