@@ -25,6 +25,7 @@ import importlib as _importlib
 from .build import STAGES, build_sam, sam_model_registry
 from .config import TINY, VIT_B, VIT_H, VIT_L, SamConfig, get_config, stage_kwargs
 from .device import autocast, pick_device
+from .inference.amg import SamAutomaticMaskGenerator
 from .inference.predictor import SamPredictor
 from .inference.transforms import ResizeLongestSide
 from .modeling.kernels import attention_kernel, get_attention_kernel, record_attention, set_attention_kernel

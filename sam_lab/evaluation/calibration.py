@@ -15,6 +15,7 @@ from typing import Dict
 import numpy as np
 import torch
 
+from ..inference.amg import stability_score
 from .interactive import farthest_from_boundary
 
 
@@ -38,14 +39,6 @@ def iou_calibration(predictor, dataset, num_images=None) -> Dict[str, float]:
     predicted, true = np.asarray(predicted), np.asarray(true)
     return {"pearson": float(np.corrcoef(predicted, true)[0, 1]),
             "mean_abs_error": float(np.abs(predicted - true).mean()), "count": int(len(true))}
-
-
-def stability_score(logits: torch.Tensor, threshold: float = 0.0, offset: float = 1.0) -> torch.Tensor:
-    """IoU between ``logits > threshold + offset`` and ``logits > threshold - offset`` over the
-    last two dimensions (the first mask lies inside the second, so it is a ratio of areas)."""
-    inner = (logits > threshold + offset).flatten(-2).sum(-1).float()
-    outer = (logits > threshold - offset).flatten(-2).sum(-1).float()
-    return torch.where(outer > 0, inner / outer.clamp(min=1), torch.zeros_like(outer))
 
 
 @torch.no_grad()

@@ -5,9 +5,11 @@ validation  every argument a user passes is checked and explained here
 predictor   SamPredictor: encode an image once, then answer prompts in milliseconds
 masks       mask IoU (one convention: empty vs empty = 1) and tight boxes
 rle         COCO-compatible run-length encoding of masks
+amg         SamAutomaticMaskGenerator: masks for everything in an image (10)
 """
+from .amg import SamAutomaticMaskGenerator
 from .masks import mask_box, mask_iou
 from .predictor import SamPredictor
 from .transforms import ResizeLongestSide
 
-__all__ = ["ResizeLongestSide", "SamPredictor", "mask_box", "mask_iou"]
+__all__ = ["ResizeLongestSide", "SamAutomaticMaskGenerator", "SamPredictor", "mask_box", "mask_iou"]

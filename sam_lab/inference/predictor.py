@@ -150,21 +150,35 @@ class SamPredictor:
         point_coords (B, N, 2), point_labels (B, N), boxes (B, 4), mask_input (B, 1, 256, 256).
         Returns masks (B, C, H, W), IoU (B, C) and low-res logits (B, C, 256, 256).
         """
+        low_res, iou_predictions = self.decode_low_res(point_coords, point_labels, boxes, mask_input, multimask_output)
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou_predictions, low_res
+
+    @torch.no_grad()
+    def decode_low_res(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``predict_torch`` without the upsampling: low-res logits (B, C, 256, 256) and IoU
+        (B, C) for a batch of prompt sets in resized-image pixels. The mask generator decodes
+        with this and upsamples only the candidates that survive its filters."""
         self._require_image()
         _check_batch(point_coords, point_labels, boxes, mask_input, self.low_res_size)
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res, iou_predictions = self.model.mask_decoder(
+        return self.model.mask_decoder(
             image_embeddings=self.features,
             image_pe=self.model.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
         )
-        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, iou_predictions, low_res
 
 
 def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size) -> None:
