@@ -8,6 +8,7 @@ in and returns masks in:
     show_box(box, ax)                    box (4,) as x0, y0, x1, y1
     show_candidates(image, masks, scores, points=(coords, labels), box=box) -> Figure
                                          one panel per mask (C, H, W), titled with its score
+    show_anns(records, ax)               the mask generator's records, one colour each (10)
 
 Lessons import these; they do not copy plotting code into cells.
 """
@@ -114,6 +115,26 @@ def show_candidates(
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def show_anns(records, ax: Axes, alpha: float = 0.55, seed: int = 0) -> np.ndarray:
+    """Draw the records of ``SamAutomaticMaskGenerator.generate`` on ``ax``, one random colour
+    per mask, largest first so that small masks stay visible on top. ``segmentation`` may be
+    a bool array or a COCO RLE dict. Returns the (N, 3) colours, in the order of ``records``."""
+    from .inference.rle import rle_to_mask
+
+    colours = np.random.default_rng(seed).uniform(0.15, 1.0, size=(len(records), 3))
+    if not records:
+        return colours
+    first = records[0]["segmentation"]
+    shape = tuple(first["size"]) if isinstance(first, dict) else np.asarray(first).shape
+    layer = np.zeros((*shape, 4), dtype=np.float32)
+    for k in sorted(range(len(records)), key=lambda i: -records[i]["area"]):
+        mask = records[k]["segmentation"]
+        mask = rle_to_mask(mask) if isinstance(mask, dict) else np.asarray(mask, dtype=bool)
+        layer[mask] = (*colours[k], alpha)
+    ax.imshow(layer, interpolation="nearest")
+    return colours
 
 
 def show_embedding_map(values, ax: Axes, predictor, cmap: str = "magma", alpha: float = 0.6,

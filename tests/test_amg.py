@@ -21,6 +21,7 @@ from sam_lab.inference.amg import (
     build_point_grid,
     generate_crop_boxes,
     is_box_near_crop_edge,
+    match_rate,
     masks_to_boxes,
     remove_small_regions,
     stability_score,
@@ -33,19 +34,6 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="module")
 def tiny():
     return sam_lab.load_model("tiny")
-
-
-def match_rate(reference, ours, iou=0.9):
-    """Share of the reference's masks matched by one of ours at mask IoU >= ``iou``."""
-    if not reference:
-        return 1.0
-    a = torch.as_tensor(np.stack([r["segmentation"] for r in reference])).flatten(1).float()
-    if not ours:
-        return 0.0
-    b = torch.as_tensor(np.stack([r["segmentation"] for r in ours])).flatten(1).float()
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None] - inter
-    return float(((inter / union.clamp(min=1)).max(1).values >= iou).float().mean())
 
 
 # ---------------------------------------------------------------------------------- the stages
@@ -326,3 +314,78 @@ def test_random_vit_b_with_one_crop_layer_matches_the_reference():
     assert len(cache) == 5  # the image and its four crops, each encoded once
     assert abs(len(ours) - len(reference)) <= 0.05 * len(reference)
     assert match_rate(reference, ours) >= 0.95
+
+
+# ---------------------------------------------------------------------------------- lesson 10's checkers
+def test_the_checkers_pass_ours_and_torchvision_and_name_known_mistakes():
+    from torchvision.ops import nms
+
+    from sam_lab import exercises
+    from sam_lab.exercises.amg_stages import _nms_variant, _over_smaller
+
+    assert exercises.check("stability_score", stability_score, verbose=False)
+    assert exercises.check("box_nms", box_nms, verbose=False)
+    assert exercises.check("box_nms", nms, verbose=False)
+    named = {
+        "highest score down": _nms_variant(order_by_score=False),
+        "only boxes you *keep*": _nms_variant(only_kept_suppress=False),
+        "wrong way round": _nms_variant(suppress_above=False),
+        "sorted by index": _nms_variant(by_score_order=False),
+        "intersection over union": _nms_variant(overlap=_over_smaller),
+    }
+    for words, wrong in named.items():
+        result = exercises.check("box_nms", wrong, verbose=False)
+        assert not result and words in result.message, result.message
+
+    def swapped(logits, t, o):
+        return (logits > t - o).flatten(-2).sum(-1).float() / (logits > t + o).flatten(-2).sum(-1).float().clamp(min=1)
+
+    def one_sided(logits, t, o):
+        return (logits > t + o).flatten(-2).sum(-1).float() / (logits > t).flatten(-2).sum(-1).float().clamp(min=1)
+
+    def whole_batch(logits, t, o):
+        return (logits > t + o).sum().float() / (logits > t - o).sum().float()
+
+    def nan_for_empty(logits, t, o):
+        return (logits > t + o).flatten(-2).sum(-1).float() / (logits > t - o).flatten(-2).sum(-1).float()
+
+    for words, wrong in {"swapped": swapped, "threshold itself": one_sided, "last two axes": whole_batch,
+                         "NaN": nan_for_empty}.items():
+        result = exercises.check("stability_score", wrong, verbose=False)
+        assert not result and words in result.message, result.message
+
+
+def test_pairwise_mask_iou_equals_the_broadcast_iou():
+    from sam_lab.inference.masks import mask_iou, pairwise_mask_iou
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((4, 9, 7)) > 0.5, rng.random((3, 9, 7)) > 0.6
+    a[0] = b[0] = False  # empty vs empty = 1
+    np.testing.assert_allclose(pairwise_mask_iou(a, b).numpy(), mask_iou(a[:, None], b[None]), rtol=1e-6)
+    with pytest.raises(ValueError, match="a/b"):
+        pairwise_mask_iou(a, b[:, :5])
+
+
+def test_match_rate_counts_the_reference_masks_found():
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    b = np.zeros((10, 10), bool)
+    b[:, :5] = True
+    almost = a.copy()
+    almost[4, :1] = False  # IoU 0.98 with a
+    assert match_rate([], []) == 1.0 and match_rate([{"segmentation": a}], []) == 0.0
+    assert match_rate([{"segmentation": a}, {"segmentation": b}], [{"segmentation": almost}]) == 0.5
+
+
+def test_stats_count_what_each_stage_kept(tiny):
+    image = skdata.coffee()[::2, ::2]
+    generator = SamAutomaticMaskGenerator(tiny, points_per_side=8, pred_iou_thresh=0.3, stability_score_thresh=0.2)
+    records = generator.generate(image)
+    s = generator.stats
+    assert s["candidates"] == 192 and s["final"] == len(records)
+    assert s["candidates"] >= s["passed_iou"] >= s["passed_stability"] >= s["passed_crop_edge"] >= s["after_nms"]
+    assert s["after_nms"] == s["after_crop_nms"] >= s["final"]  # one crop: nothing to merge
+    assert s["best_predicted_iou"] >= max((r["predicted_iou"] for r in records), default=0)
+    everything = SamAutomaticMaskGenerator(tiny, points_per_side=8, pred_iou_thresh=0, stability_score_thresh=0)
+    everything.generate(image)
+    assert everything.stats["passed_iou"] == everything.stats["passed_stability"] == 192

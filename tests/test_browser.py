@@ -354,3 +354,37 @@ def test_attention_and_positional_explorers_in_voila(browser, voila):
     positions.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "positional_encoding_voila_dpr2.png"))
     page.context.close()
+
+
+# ------------------------------------------------------------------------------ segment everything
+def test_segment_everything_in_voila(browser, voila):
+    page, widget = open_voila(browser, voila, "segment_everything.ipynb", ".sam-everything")
+    count = widget.locator(".sam-count")
+    expect(count).to_contain_text(re.compile(r"^\d+ masks"))  # the notebook generated, then reset
+    expect(widget.locator(".sam-record")).to_be_hidden()
+    revision = widget.get_attribute("data-revision")
+    widget.get_by_role("button", name="segment everything").click()  # the button runs it again
+    expect(widget).not_to_have_attribute("data-revision", revision)
+    expect(widget.locator(".sam-received")).to_have_text("kernel received generate")
+    expect(widget.locator(".sam-stages")).to_contain_text(re.compile(r"candidates 3072 → predicted IoU \d+"))
+    masks = int(count.inner_text().split()[0])
+    if masks:
+        expect(widget.locator(".sam-overlay")).to_be_visible()
+    # a click on every shape's centre: where a mask lies under it, its record is shown
+    selected = 0
+    for x, y in [(215.5, 130.5), (85.5, 80.5), (245.5, 115.5), (120.5, 200.5)]:
+        click_image(page, widget, x, y, expect_label=1)
+        record = widget.locator(".sam-record")
+        if record.is_visible():
+            selected += 1
+            expect(record).to_contain_text("predicted_iou:")
+            expect(record).to_contain_text("point_coords:")
+    assert selected > 0 or masks == 0
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "segment_everything_voila.png"))
+    frame = widget.locator(".sam-stage").first.bounding_box()
+    page.mouse.click(frame["x"] + 3, frame["y"] + frame["height"] / 2)
+    expect(widget.locator(".sam-error")).to_contain_text("outside the image")
+    widget.get_by_role("button", name="reset").click()
+    expect(widget.locator(".sam-record")).to_be_hidden()
+    page.context.close()

@@ -27,6 +27,8 @@ from sam_lab.modeling.two_way_transformer import TwoWayAttentionBlock, TwoWayTra
 
 torch.set_num_threads(2)
 
+from sam_lab.inference.amg import box_nms, stability_score  # noqa: E402
+
 OURS = {
     "patch_embed": PatchEmbed,
     "window_partition": (window_partition, window_unpartition),
@@ -40,6 +42,8 @@ OURS = {
     "two_way_block": TwoWayAttentionBlock,
     "two_way_attention": TwoWayTransformer,
     "mask_decoder": MaskDecoder,
+    "stability_score": stability_score,
+    "box_nms": box_nms,
 }
 
 

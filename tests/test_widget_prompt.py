@@ -256,7 +256,7 @@ def test_clicks_map_to_original_image_pixels_whatever_the_display_size(rect, nat
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
-@pytest.mark.parametrize("name", ["prompt.js", "compare.js", "attention.js", "positional.js"])
+@pytest.mark.parametrize("name", ["prompt.js", "compare.js", "attention.js", "positional.js", "everything.js"])
 def test_each_es_module_parses(name, tmp_path):
     path = tmp_path / (name.replace(".js", ".mjs"))
     path.write_text(es_module(name))

@@ -29,7 +29,8 @@ from ..modeling.patching import PatchEmbed, window_partition, window_unpartition
 from ..modeling.positional_encoding import PositionEmbeddingRandom, get_rel_pos, resize_absolute_pos_embed
 from ..modeling.prompt_encoder import PromptEncoder
 from ..modeling.two_way_transformer import TwoWayAttentionBlock, TwoWayTransformer
-from . import image_stages, prompt_stages
+from . import amg_stages, image_stages, prompt_stages
+from ..inference.amg import box_nms, stability_score
 from ..weights.random_init import randomize
 from .engine import Case, CheckFailed, CheckResult, compare, load_ours_into
 
@@ -78,6 +79,11 @@ _STAGES: Dict[str, _Stage] = {
                                 prompt_stages.two_way_attention_cases),
     "mask_decoder": _Stage("lesson 06: the dynamic mask head, like sam_lab.modeling.mask_decoder.MaskDecoder",
                            MaskDecoder, prompt_stages.mask_decoder_cases),
+    "stability_score": _Stage("lesson 10: stability_score(logits, threshold, offset) -> (N,), the IoU of each "
+                              "mask at threshold + offset and at threshold - offset", stability_score,
+                              amg_stages.stability_cases),
+    "box_nms": _Stage("lesson 10: box_nms(boxes, scores, iou_threshold) -> kept indices, highest score first "
+                      "(greedy non-maximum suppression, like torchvision.ops.nms)", box_nms, amg_stages.nms_cases),
 }
 
 #: stage name -> what it checks, in lesson order (sam_lab.STAGES maps names to our classes)

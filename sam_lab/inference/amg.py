@@ -10,6 +10,7 @@ SA-1B's 1.1 billion masks this way. Each stage is one small function here:
     masks_to_boxes, box_iou, box_nms    tight boxes and greedy non-maximum suppression
     is_box_near_crop_edge    a mask cut by an inner crop edge is only a piece of an object
     remove_small_regions     fill small holes and drop small islands (scipy.ndimage)
+    match_rate               how many of one generator's masks another one found
     SamAutomaticMaskGenerator   all of it, batched, with the reference's options and records
 
 The filters, in order, for the candidates of one batch of grid points (3 masks per point):
@@ -26,7 +27,8 @@ directly, and the stability score is first computed on the 256 x 256 low-res log
 would keep is dropped. Only the survivors are upsampled; their stability is then computed
 exactly at full size, as the reference does, and the same threshold decides. Kept candidates
 are stored as low-res logits, so memory does not grow with the image, and the final masks are
-upsampled once more at the end. Every step works on whole batches of tensors.
+upsampled once more at the end. With the stability filter off (threshold 0), the score is
+computed only for the masks that are kept. Every step works on whole batches of tensors.
 """
 from __future__ import annotations
 
@@ -45,6 +47,9 @@ from .transforms import get_preprocess_shape
 from .validation import check_image
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+#: what ``generator.stats`` counts after each ``generate``, summed over crops (with m2m, the
+#: IoU count is of the first decoding; the stability count is after the refinement)
+STAGE_COUNTS = ("candidates", "passed_iou", "passed_stability", "passed_crop_edge", "after_nms", "after_crop_nms", "final")
 CROP_EDGE_TOLERANCE = 20.0  # pixels: a box side this close to an inner crop edge touches it
 
 
@@ -184,6 +189,20 @@ def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> Tup
     return np.isin(labels, big), True
 
 
+def match_rate(reference: List[Dict[str, Any]], records: List[Dict[str, Any]], iou: float = 0.9) -> float:
+    """Share of the masks in ``reference`` (records with bool ``segmentation``) that one of
+    ``records`` matches with mask IoU >= ``iou``: how two generators' outputs are compared.
+    Two empty lists agree (1.0)."""
+    from .masks import pairwise_mask_iou
+
+    if not reference:
+        return 1.0 if not records else 0.0
+    if not records:
+        return 0.0
+    ious = pairwise_mask_iou(np.stack([r["segmentation"] for r in reference]), np.stack([r["segmentation"] for r in records]))
+    return float((ious.max(1).values >= iou).float().mean())
+
+
 # ------------------------------------------------------------------------------ the generator
 def _check_fraction(name: str, value, upper_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not (0.0 <= value < 1.0 if upper_open else 0.0 <= value <= 1.0):
@@ -216,6 +235,8 @@ class SamAutomaticMaskGenerator:
     and returns a list of dicts: ``segmentation`` (an (H, W) bool array, or a COCO RLE dict for
     ``output_mode`` "uncompressed_rle" / "coco_rle"), ``area``, ``bbox`` (x, y, w, h),
     ``predicted_iou``, ``point_coords`` ([[x, y]]), ``stability_score``, ``crop_box`` (x, y, w, h).
+    Afterwards ``generator.stats`` says how many candidates each stage kept (``STAGE_COUNTS``)
+    and the best predicted IoU seen: why an image got no masks.
     """
 
     def __init__(
@@ -261,6 +282,7 @@ class SamAutomaticMaskGenerator:
         self.multimask_output, self.use_m2m, self.progress = multimask_output, use_m2m, progress
         self.point_grids = self._grids(points_per_side, point_grids)
         self.predictor = SamPredictor(model)
+        self.stats: Dict[str, float] = {}
 
     def _grids(self, points_per_side, point_grids) -> List[np.ndarray]:
         if (points_per_side is None) == (point_grids is None):
@@ -287,6 +309,8 @@ class SamAutomaticMaskGenerator:
     def generate(self, image) -> List[Dict[str, Any]]:
         image = check_image(image, "RGB")
         height, width = image.shape[:2]
+        self.stats = dict.fromkeys(STAGE_COUNTS, 0)
+        self.stats["best_predicted_iou"] = float("nan")
         crop_boxes, layers = generate_crop_boxes((height, width), self.crop_n_layers, self.crop_overlap_ratio)
         batches = sum(math.ceil(len(self.point_grids[layer]) / self.points_per_batch) for layer in layers)
         bar = tqdm(total=batches, desc="segment everything", unit="batch", disable=not self.progress, leave=False)
@@ -299,9 +323,11 @@ class SamAutomaticMaskGenerator:
             crop_tensor = torch.as_tensor(crop_boxes, dtype=torch.float, device=data["boxes"].device)
             keep = box_nms(data["boxes"].float(), 1.0 / box_area(crop_tensor[data["crop"]]), self.crop_nms_thresh)
             data = {key: value[keep] for key, value in data.items()}
+        self.stats["after_crop_nms"] = len(data["iou"])
         masks = self._full_size_masks(data, crop_boxes, (height, width))
         if self.min_mask_region_area > 0 and len(masks):
             masks, data = self._clean_regions(masks, data)
+        self.stats["final"] = len(masks)
         return self._records(masks, data, crop_boxes)
 
     # -------------------------------------------------------------------------- one crop
@@ -319,6 +345,7 @@ class SamAutomaticMaskGenerator:
         data = {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
         keep = box_nms(data["boxes"].float(), data["iou"], self.box_nms_thresh)  # within the crop
         data = {key: value[keep] for key, value in data.items()}
+        self.stats["after_nms"] += len(keep)
         offset = torch.as_tensor([x0, y0], device=data["boxes"].device)
         data["boxes"] = data["boxes"] + offset.repeat(2)  # crop pixels -> image pixels
         data["points"] = data["points"] + offset.to(data["points"].dtype)
@@ -345,6 +372,9 @@ class SamAutomaticMaskGenerator:
         low_res, iou = low_res.flatten(0, 1)[:, None].float(), iou.flatten().float()  # (B*C, 1, h, w), (B*C,)
         coords = coords.repeat_interleave(per_point, 0)
         points = torch.as_tensor(points, device=device).repeat_interleave(per_point, 0)
+        self.stats["candidates"] += len(iou)
+        self.stats["best_predicted_iou"] = float(np.fmax(self.stats["best_predicted_iou"], float(iou.max())))
+        self.stats["passed_iou"] += int((iou > self.pred_iou_thresh).sum()) if self.pred_iou_thresh > 0 else len(iou)
         keep = self._score_filter(low_res, iou)
         low_res, iou, coords, points = low_res[keep], iou[keep], coords[keep], points[keep]
         if self.use_m2m and len(iou):
@@ -356,18 +386,25 @@ class SamAutomaticMaskGenerator:
         # only the survivors are brought to full size; there the exact stability decides
         logits = self.predictor.model.postprocess_masks(low_res, predictor.input_size, crop_hw)[:, 0]
         threshold = predictor.model.mask_threshold
-        stability = stability_score(logits, threshold, self.stability_score_offset)
-        keep = stability >= self.stability_score_thresh if self.stability_score_thresh > 0 else torch.ones_like(iou, dtype=torch.bool)
+        if self.stability_score_thresh > 0:
+            stability = stability_score(logits, threshold, self.stability_score_offset)
+            keep = stability >= self.stability_score_thresh
+        else:  # nothing to filter: score only the masks that are kept in the end (_full_size_masks)
+            stability = torch.full_like(iou, float("nan"))
+            keep = torch.ones_like(iou, dtype=torch.bool)
+        self.stats["passed_stability"] += int(keep.sum())
         boxes = masks_to_boxes(logits > threshold)
         crop_offset = torch.as_tensor([crop_box[0], crop_box[1]] * 2, device=device)
         image_box = [0, 0, image_hw[1], image_hw[0]]
         keep &= ~is_box_near_crop_edge(boxes + crop_offset, crop_box, image_box)
+        self.stats["passed_crop_edge"] += int(keep.sum())
         return {"low_res": low_res[keep], "iou": iou[keep], "stability": stability[keep], "boxes": boxes[keep], "points": points[keep]}
 
     # -------------------------------------------------------------------------- the results
     def _full_size_masks(self, data: Dict[str, torch.Tensor], crop_boxes, image_hw) -> torch.Tensor:
         """(N, H, W) bool: each kept candidate's low-res logits upsampled to its crop, placed in
-        the image."""
+        the image. With no stability filter, the stability scores are computed here, for the
+        kept masks only."""
         model = self.predictor.model
         masks = torch.zeros((len(data["iou"]), *image_hw), dtype=torch.bool, device=data["iou"].device)
         for index, (x0, y0, x1, y1) in enumerate(crop_boxes):
@@ -380,6 +417,8 @@ class SamAutomaticMaskGenerator:
                 chunk = members[start : start + self.points_per_batch]
                 logits = model.postprocess_masks(data["low_res"][chunk], input_size, crop_hw)[:, 0]
                 masks[chunk, y0:y1, x0:x1] = logits > model.mask_threshold
+                if self.stability_score_thresh == 0:
+                    data["stability"][chunk] = stability_score(logits, model.mask_threshold, self.stability_score_offset)
         return masks
 
     def _clean_regions(self, masks: torch.Tensor, data: Dict[str, torch.Tensor]):

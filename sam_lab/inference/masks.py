@@ -44,3 +44,17 @@ def mask_box(mask: np.ndarray) -> np.ndarray:
     if len(ys) == 0:
         raise ValueError("mask: expected at least one foreground pixel, got an empty mask")
     return np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float64)
+
+
+def pairwise_mask_iou(a: Mask, b: Mask) -> torch.Tensor:
+    """(N, M) IoU of every mask in ``a`` (N, H, W) with every mask in ``b`` (M, H, W), as one
+    matrix product: no (N, M, H, W) intermediate, so it suits hundreds of full-size masks.
+    Same convention as :func:`mask_iou` (empty vs empty = 1)."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.dtype != torch.bool or b.dtype != torch.bool or a.ndim != 3 or b.ndim != 3 or a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"a/b: expected boolean (N, H, W) and (M, H, W) masks of one size, got "
+                         f"{tuple(a.shape)} {a.dtype} and {tuple(b.shape)} {b.dtype}")
+    a, b = a.flatten(1).float(), b.flatten(1).float()
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None] - inter
+    return (inter + (union == 0).float()) / union.clamp(min=1)

@@ -81,6 +81,19 @@ class ClickableWidget(KernelWidget):
             self._handle(commands[name])
 
 
+class SelectingWidget(ClickableWidget):
+    """A clickable widget whose page also picks one of several results: ``selected``, handed
+    to ``self.state.select``."""
+
+    selected = traitlets.Int(0).tag(sync=True)
+
+    @traitlets.observe("selected")
+    def _selected_changed(self, change) -> None:
+        if not self._pushing:
+            self.received = f"kernel received selected = {change['new']}"
+            self._handle(lambda: self.state.select(change["new"]))
+
+
 def describe_input(name: str, value, previous) -> str:
     """What the kernel received, in words: the new point or box in original-image pixels."""
     try:

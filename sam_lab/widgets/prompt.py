@@ -20,15 +20,15 @@ from typing import Optional
 import numpy as np
 import traitlets
 
-from .base import ClickableWidget
+from .base import SelectingWidget
 from .images import CANDIDATE_COLORS, HERE, es_module, mask_overlay_url, png_data_url
 from .models import format_parameters, pick_model
 from .prompt_state import PromptState
 
 
-class PromptWidget(ClickableWidget):
+class PromptWidget(SelectingWidget):
     """Click to segment (see the module docstring). The image, prompt, ``command``, ``received``,
-    ``error`` and ``revision`` traitlets come from :class:`ClickableWidget`."""
+    ``error`` and ``revision`` traitlets come from :class:`ClickableWidget` (via :class:`SelectingWidget`)."""
 
     _esm = es_module("prompt.js")
     _css = HERE / "widgets.css"
@@ -98,12 +98,6 @@ class PromptWidget(ClickableWidget):
 
     def _commands(self):
         return {"undo": self.state.undo, "reset": self.state.reset}
-
-    @traitlets.observe("selected")
-    def _selected_changed(self, change) -> None:
-        if not self._pushing:
-            self.received = f"kernel received selected = {change['new']}"
-            self._handle(lambda: self.state.select(change["new"]))
 
     # ---------------------------------------------------------------------------- to the page
     def _push_state(self) -> None:
