@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         ("tiny coffee defaults", tiny, skdata.coffee(), DEFAULTS),
         ("tiny coffee thresholds 0", tiny, skdata.coffee(), ZERO),
         ("tiny astronaut thresholds 0", tiny, skdata.astronaut(), ZERO),
-        ("tiny coins defaults", tiny, skdata.coins(), DEFAULTS),
+        ("tiny coins defaults", tiny, np.dstack([skdata.coins()] * 3), DEFAULTS),  # Meta's needs 3 channels
         ("tiny synthetic thresholds 0", tiny, synthetic, ZERO),
         ("tiny coffee 1 crop layer, thresholds 0", tiny, skdata.coffee(), dict(ZERO, crop_n_layers=1)),
     ]

@@ -24,6 +24,8 @@ from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 
+from ..inference.validation import as_rgb
+
 PHOTOS = ("coins", "coffee", "camera", "horse", "retina", "colorwheel", "cell")
 
 
@@ -36,14 +38,6 @@ def _largest(mask: np.ndarray) -> np.ndarray:
     areas = np.bincount(labels.ravel())
     areas[0] = 0
     return labels == int(areas.argmax())
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image[:, :, :3]).astype(np.uint8)
 
 
 def _coins():
@@ -129,7 +123,7 @@ def photo_item(name: str) -> dict:
     masks = np.stack([np.asarray(m, dtype=bool) for m in masks])
     return {
         "name": name,
-        "image": _rgb(image),
+        "image": as_rgb(image),
         "masks": masks,
         "parent": np.array(parent, dtype=np.int64),
         "level": np.array([0 if p < 0 else 1 for p in parent], dtype=np.int64),

@@ -68,6 +68,18 @@ def check_image(image, image_format: str = "RGB") -> np.ndarray:
     return image
 
 
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """A sample photo as (H, W, 3) uint8, whatever it came as: bool (0/255), grayscale
+    (repeated), RGBA (alpha dropped). For images we *make* (scikit-image's samples); a user's
+    image goes through :func:`check_image`, which refuses what it cannot read unambiguously."""
+    image = np.asarray(image)
+    if image.dtype == bool:
+        image = image.astype(np.uint8) * 255
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3]).astype(np.uint8)
+
+
 def check_points(
     point_coords, point_labels, image_hw: Tuple[int, int]
 ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:

@@ -106,7 +106,7 @@ class TrainingData:
     def batch(self, rng: np.random.Generator, batch_size: int, masks_per_image: int = 1, augment: bool = False):
         """(B, 3, S, S) float images in 0..255 and ``masks_per_image`` targets for each, drawn
         without replacement while an image has enough masks: (B, M, S, S). ``augment`` applies
-        :func:`augment` to each image and its masks first (masks it empties are not drawn)."""
+        :func:`augment_item` to each image and its masks first (masks it empties are not drawn)."""
         picks = rng.integers(0, len(self.images), size=batch_size)
         images, targets = [], []
         for i in picks:

@@ -48,12 +48,9 @@ _PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "horse", "camera", "moon"
 def _photo(name: str) -> np.ndarray:
     from skimage import data
 
-    image = getattr(data, name)()
-    if image.dtype == bool:
-        image = image.astype(np.uint8) * 255
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(image[:, :, :3]).astype(np.uint8)
+    from ...inference.validation import as_rgb
+
+    return as_rgb(getattr(data, name)())
 
 
 def shape_mask(kind: str, centre, size: float, aspect: float, angle: float, hw) -> np.ndarray:
