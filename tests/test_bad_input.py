@@ -546,3 +546,39 @@ def test_random_prompts_give_a_well_formed_result_or_a_named_error(predictor, ca
         assert masks.dtype == bool
     assert scores.shape == (c,) and np.isfinite(scores).all()
     assert logits.shape == (c, LOW, LOW) and np.isfinite(logits).all()
+
+
+# ------------------------------------------------------------------------------ predict_batch
+def test_predict_batch_equals_one_predict_per_prompt_set(predictor, image):
+    H, W = image.shape[:2]
+    rng = np.random.default_rng(0)
+    coords = rng.uniform(5, [W - 5, H - 5], size=(4, 2, 2))
+    labels = np.array([[1, 0], [1, 1], [1, 0], [1, 1]])
+    boxes = np.array([[10, 10, 60, 50], [20, 5, W - 1, H - 1], [0, 0, 30, 30], [5, 5, 40, 70]], dtype=float)
+    masks, scores, logits = predictor.predict_batch(point_coords=coords, point_labels=labels, boxes=boxes)
+    assert masks.shape == (4, 3, H, W) and scores.shape == (4, 3) and logits.shape[:2] == (4, 3)
+    for b in range(4):
+        m, s, l = predictor.predict(point_coords=coords[b], point_labels=labels[b], box=boxes[b])
+        assert np.array_equal(masks[b], m)
+        np.testing.assert_allclose(scores[b], s, atol=1e-5)
+        np.testing.assert_allclose(logits[b], l, atol=1e-4)
+    refined, _, _ = predictor.predict_batch(boxes=boxes[:2], mask_input=logits[:2, :1], multimask_output=False)
+    one, _, _ = predictor.predict(box=boxes[1], mask_input=logits[1, :1], multimask_output=False)
+    assert refined.shape == (2, 1, H, W) and np.array_equal(refined[1], one)
+
+
+def test_predict_batch_names_the_bad_prompt_set(predictor, image):
+    H, W = image.shape[:2]
+    coords = np.array([[[10.0, 10.0]], [[W + 50.0, 10.0]]])
+    with pytest.raises(ValueError, match=r"prompt set 1: point_coords: point 0 .* lies outside the image"):
+        predictor.predict_batch(point_coords=coords, point_labels=np.ones((2, 1)))
+    with pytest.raises(ValueError, match=r"point_coords/point_labels: expected shapes \(B, N, 2\)"):
+        predictor.predict_batch(point_coords=coords[:, 0], point_labels=np.ones((2, 1)))
+    with pytest.raises(ValueError, match="give both or neither"):
+        predictor.predict_batch(point_coords=coords)
+    with pytest.raises(ValueError, match="one batch size"):
+        predictor.predict_batch(point_coords=coords[:1], point_labels=np.ones((1, 1)), boxes=np.array([[0, 0, 5, 5]] * 2))
+    with pytest.raises(ValueError, match="prompt set 0: box"):
+        predictor.predict_batch(boxes=np.array([[10, 10, 5, 5]]))
+    with pytest.raises(ValueError, match="at least one"):
+        predictor.predict_batch()

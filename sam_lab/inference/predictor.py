@@ -14,6 +14,8 @@ It talks to the model only through SAM's attribute interface (``image_encoder``,
     masks, scores, logits = predictor.predict(point_coords=np.array([[500, 375]]),
                                               point_labels=np.array([1]))
     # masks (3, H, W) bool, scores (3,), logits (3, 256, 256)
+    masks, scores, logits = predictor.predict_batch(point_coords=clicks[:, None], point_labels=np.ones((len(clicks), 1)))
+    # one decoder call for B prompt sets: masks (B, 3, H, W), scores (B, 3), logits (B, 3, 256, 256)
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from .transforms import ResizeLongestSide
-from .validation import check_box, check_flag, check_image, check_mask_input, check_points
+from .validation import as_numeric_array, check_box, check_flag, check_image, check_mask_input, check_points
 
 
 class SamPredictor:
@@ -134,6 +136,68 @@ class SamPredictor:
             iou_predictions[0].detach().float().cpu().numpy(),
             low_res[0].detach().float().cpu().numpy(),
         )
+
+    def predict_batch(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        boxes: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Many prompt sets for the one image, in one decoder call; numpy in and out, in original-
+        image pixels. Prompt set b is ``point_coords[b]`` (N, 2) with ``point_labels[b]`` (N,),
+        ``boxes[b]`` (4,) and ``mask_input[b]`` (1, 256, 256), each optional, all with the same B
+        (every set has the same number of points N). Each set is checked as ``predict`` checks
+        one, and an error names the set. Returns masks (B, C, H, W), scores (B, C) and low-res
+        logits (B, C, 256, 256): row b is what ``predict`` returns for set b."""
+        self._require_image()
+        multimask_output = check_flag("multimask_output", multimask_output)
+        return_logits = check_flag("return_logits", return_logits)
+        sets = {}
+        if point_coords is not None or point_labels is not None:
+            if point_coords is None or point_labels is None:
+                raise ValueError("point_coords/point_labels: give both or neither")
+            coords = as_numeric_array("point_coords", point_coords, "a (B, N, 2) array of (x, y) pixels")
+            labels = as_numeric_array("point_labels", point_labels, "a (B, N) array of 0/1 labels")
+            if coords.ndim != 3 or labels.ndim != 2:
+                raise ValueError(f"point_coords/point_labels: expected shapes (B, N, 2) and (B, N), got {coords.shape} and {labels.shape}")
+            sets["point_coords"] = len(coords)
+        if boxes is not None:
+            boxes = as_numeric_array("boxes", boxes, "a (B, 4) array of x0, y0, x1, y1")
+            if boxes.ndim != 2 or boxes.shape[1] != 4:
+                raise ValueError(f"boxes: expected shape (B, 4), got {boxes.shape}")
+            sets["boxes"] = len(boxes)
+        if mask_input is not None:
+            mask_input = as_numeric_array("mask_input", mask_input, "a (B, 1, 256, 256) array of mask logits")
+            if mask_input.ndim != 4:
+                raise ValueError(f"mask_input: expected shape (B, 1, {self.low_res_size[0]}, {self.low_res_size[1]}), got {mask_input.shape}")
+            sets["mask_input"] = len(mask_input)
+        if not sets or 0 in sets.values() or len(set(sets.values())) > 1:
+            raise ValueError(f"prompts: expected at least one of point_coords, boxes, mask_input with one batch size B >= 1, got {sets or 'none'}")
+        coords_torch = labels_torch = box_torch = mask_torch = None
+        for b in range(next(iter(sets.values()))):  # each set checked as predict checks one
+            try:
+                if "point_coords" in sets:
+                    check_points(coords[b], labels[b], self.original_size)
+                if boxes is not None:
+                    check_box(boxes[b], self.original_size)
+                if mask_input is not None:
+                    check_mask_input(mask_input[b], self.low_res_size)
+            except ValueError as error:
+                raise ValueError(f"prompt set {b}: {error}") from None
+        if "point_coords" in sets:
+            resized = self.transform.apply_coords(coords.reshape(-1, 2).astype(np.float64), self.original_size)
+            coords_torch = torch.as_tensor(resized.reshape(coords.shape), dtype=torch.float, device=self.device)
+            labels_torch = torch.as_tensor(labels, dtype=torch.int, device=self.device)
+        if boxes is not None:
+            box_torch = torch.as_tensor(self.transform.apply_boxes(boxes.astype(np.float64), self.original_size),
+                                        dtype=torch.float, device=self.device)
+        if mask_input is not None:
+            mask_torch = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)
+        masks, scores, low_res = self.predict_torch(coords_torch, labels_torch, box_torch, mask_torch, multimask_output, return_logits)
+        return masks.cpu().numpy(), scores.float().cpu().numpy(), low_res.float().cpu().numpy()
 
     @torch.no_grad()
     def predict_torch(

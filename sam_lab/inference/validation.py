@@ -26,7 +26,7 @@ def _describe(value) -> str:
     return f"{type(value).__name__} {value!r}"[:120]
 
 
-def _as_numeric_array(name: str, value, expected: str) -> np.ndarray:
+def as_numeric_array(name: str, value, expected: str) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor (bfloat16 has no numpy dtype: go via float64)
         value = value.detach().cpu()
         value = (value.double() if value.is_floating_point() else value).numpy()
@@ -90,12 +90,12 @@ def check_points(
         raise ValueError("point_coords: point_labels were given without point_coords; give both or neither")
     if point_labels is None:
         raise ValueError("point_labels: point_coords were given without point_labels; give both or neither")
-    coords = _as_numeric_array("point_coords", point_coords, "an (N, 2) array of (x, y) pixels")
+    coords = as_numeric_array("point_coords", point_coords, "an (N, 2) array of (x, y) pixels")
     if coords.ndim != 2 or coords.shape[1] != 2 or coords.shape[0] == 0:
         raise ValueError(f"point_coords: expected shape (N, 2) with N >= 1, got {coords.shape}")
     if not np.all(np.isfinite(coords)):
         raise ValueError("point_coords: expected finite numbers, got NaN or infinity")
-    labels = _as_numeric_array("point_labels", point_labels, "an (N,) array of 0/1 labels")
+    labels = as_numeric_array("point_labels", point_labels, "an (N,) array of 0/1 labels")
     if labels.ndim != 1 or labels.shape[0] != coords.shape[0]:
         raise ValueError(
             f"point_labels: expected shape ({coords.shape[0]},) to match point_coords, got {labels.shape}"
@@ -118,7 +118,7 @@ def check_box(box, image_hw: Tuple[int, int]) -> Optional[np.ndarray]:
     """A (4,) box x0, y0, x1, y1 with x1 > x0, y1 > y0, inside the image; returned as (1, 4)."""
     if box is None:
         return None
-    array = _as_numeric_array("box", box, "4 numbers x0, y0, x1, y1")
+    array = as_numeric_array("box", box, "4 numbers x0, y0, x1, y1")
     if array.size != 4 or array.ndim > 2 or (array.ndim == 2 and array.shape[0] != 1):
         raise ValueError(f"box: expected 4 numbers x0, y0, x1, y1 (shape (4,) or (1, 4)), got shape {array.shape}")
     x0, y0, x1, y1 = array.reshape(4).astype(np.float64)
@@ -140,7 +140,7 @@ def check_mask_input(mask_input, size: Tuple[int, int]) -> Optional[np.ndarray]:
     """A (1, 256, 256) array of low-res mask logits (a previous ``low_res_logits`` entry)."""
     if mask_input is None:
         return None
-    array = _as_numeric_array("mask_input", mask_input, f"a (1, {size[0]}, {size[1]}) array of mask logits")
+    array = as_numeric_array("mask_input", mask_input, f"a (1, {size[0]}, {size[1]}) array of mask logits")
     if array.shape != (1, *size):
         raise ValueError(
             f"mask_input: expected shape (1, {size[0]}, {size[1]}) (one of the low_res_logits a "
