@@ -11,7 +11,8 @@ The package, in the order imports may point (each layer uses only those above it
     modeling/            the model, one stage per file (lessons 01-06)
     weights/ (io)        checkpoint files: read, write, Meta's table, download
     build                build_sam, sam_model_registry, STAGES, stage swapping, backends
-    inference/           transforms, validation, SamPredictor, mask IoU, RLE (07)
+    inference/           transforms, validation, SamPredictor, mask IoU, RLE (07), AMG (10),
+                         ONNX export and OnnxPredictor (12)
     weights/pretrained   load_model, load_ablation_model
     evaluation/          NoC, mIoU vs clicks, the ambiguity test (08-09)
     training/            losses, the 11-round simulation, the training loop, data (08-09)
@@ -26,6 +27,7 @@ from .build import STAGES, build_sam, sam_model_registry
 from .config import TINY, VIT_B, VIT_H, VIT_L, SamConfig, get_config, stage_kwargs
 from .device import autocast, pick_device
 from .inference.amg import SamAutomaticMaskGenerator
+from .inference.onnx_predictor import OnnxPredictor
 from .inference.predictor import SamPredictor
 from .inference.transforms import ResizeLongestSide
 from .modeling.kernels import attention_kernel, get_attention_kernel, record_attention, set_attention_kernel

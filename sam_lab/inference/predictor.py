@@ -24,11 +24,12 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from .image_state import ImageState
 from .transforms import ResizeLongestSide
-from .validation import as_numeric_array, check_box, check_flag, check_image, check_mask_input, check_points
+from .validation import check_box, check_flag, check_image, check_mask_input, check_points, check_prompt_batch
 
 
-class SamPredictor:
+class SamPredictor(ImageState):
     def __init__(self, sam_model) -> None:
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
@@ -68,28 +69,12 @@ class SamPredictor:
         self.features = self.model.image_encoder(input_image)  # (1, 256, 64, 64)
         self.is_image_set = True
 
-    def get_image_embedding(self) -> torch.Tensor:
-        """The cached (1, C, 64, 64) image embedding."""
-        self._require_image()
-        return self.features
-
-    def reset_image(self) -> None:
-        self.is_image_set = False
-        self.features = None
-        self.original_size = None
-        self.input_size = None
-
     @property
     def device(self) -> torch.device:
         return self.model.device
 
-    def _require_image(self) -> None:
-        if not self.is_image_set:
-            raise RuntimeError("No image is set: call predictor.set_image(image) before predicting.")
-
-    @property
-    def low_res_size(self) -> Tuple[int, int]:
-        return tuple(4 * s for s in self.model.prompt_encoder.image_embedding_size)
+    def _embedding_grid(self) -> Tuple[int, int]:
+        return tuple(self.model.prompt_encoder.image_embedding_size)
 
     # -------------------------------------------------------------------------- prompts
     def predict(
@@ -155,44 +140,16 @@ class SamPredictor:
         self._require_image()
         multimask_output = check_flag("multimask_output", multimask_output)
         return_logits = check_flag("return_logits", return_logits)
-        sets = {}
-        if point_coords is not None or point_labels is not None:
-            if point_coords is None or point_labels is None:
-                raise ValueError("point_coords/point_labels: give both or neither")
-            coords = as_numeric_array("point_coords", point_coords, "a (B, N, 2) array of (x, y) pixels")
-            labels = as_numeric_array("point_labels", point_labels, "a (B, N) array of 0/1 labels")
-            if coords.ndim != 3 or labels.ndim != 2:
-                raise ValueError(f"point_coords/point_labels: expected shapes (B, N, 2) and (B, N), got {coords.shape} and {labels.shape}")
-            sets["point_coords"] = len(coords)
-        if boxes is not None:
-            boxes = as_numeric_array("boxes", boxes, "a (B, 4) array of x0, y0, x1, y1")
-            if boxes.ndim != 2 or boxes.shape[1] != 4:
-                raise ValueError(f"boxes: expected shape (B, 4), got {boxes.shape}")
-            sets["boxes"] = len(boxes)
-        if mask_input is not None:
-            mask_input = as_numeric_array("mask_input", mask_input, "a (B, 1, 256, 256) array of mask logits")
-            if mask_input.ndim != 4:
-                raise ValueError(f"mask_input: expected shape (B, 1, {self.low_res_size[0]}, {self.low_res_size[1]}), got {mask_input.shape}")
-            sets["mask_input"] = len(mask_input)
-        if not sets or 0 in sets.values() or len(set(sets.values())) > 1:
-            raise ValueError(f"prompts: expected at least one of point_coords, boxes, mask_input with one batch size B >= 1, got {sets or 'none'}")
+        coords, labels, boxes, mask_input, _ = check_prompt_batch(
+            point_coords, point_labels, boxes, mask_input, self.original_size, self.low_res_size
+        )
         coords_torch = labels_torch = box_torch = mask_torch = None
-        for b in range(next(iter(sets.values()))):  # each set checked as predict checks one
-            try:
-                if "point_coords" in sets:
-                    check_points(coords[b], labels[b], self.original_size)
-                if boxes is not None:
-                    check_box(boxes[b], self.original_size)
-                if mask_input is not None:
-                    check_mask_input(mask_input[b], self.low_res_size)
-            except ValueError as error:
-                raise ValueError(f"prompt set {b}: {error}") from None
-        if "point_coords" in sets:
-            resized = self.transform.apply_coords(coords.reshape(-1, 2).astype(np.float64), self.original_size)
+        if coords is not None:
+            resized = self.transform.apply_coords(coords.reshape(-1, 2), self.original_size)
             coords_torch = torch.as_tensor(resized.reshape(coords.shape), dtype=torch.float, device=self.device)
             labels_torch = torch.as_tensor(labels, dtype=torch.int, device=self.device)
         if boxes is not None:
-            box_torch = torch.as_tensor(self.transform.apply_boxes(boxes.astype(np.float64), self.original_size),
+            box_torch = torch.as_tensor(self.transform.apply_boxes(boxes, self.original_size),
                                         dtype=torch.float, device=self.device)
         if mask_input is not None:
             mask_torch = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)

@@ -3,18 +3,20 @@
 SAM's encoder takes a square image. An image of any size is first resized, keeping its aspect
 ratio, so its *longest* side is 1024; ``Sam.preprocess`` then pads the short side with zeros.
 Points and boxes given in the original image's pixels are scaled by the same factors.
+The numpy half needs no torch (the ONNX predictor uses it); the torch half imports it when called.
 
     get_preprocess_shape(480, 640, 1024) -> (768, 1024)
 """
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 def get_preprocess_shape(old_h: int, old_w: int, long_side_length: int) -> Tuple[int, int]:
@@ -52,13 +54,15 @@ class ResizeLongestSide:
 
     # -- torch, batches (B, C, H, W) -------------------------------------------------------
     def apply_image_torch(self, image: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         h, w = get_preprocess_shape(image.shape[2], image.shape[3], self.target_length)
         return F.interpolate(image, (h, w), mode="bilinear", align_corners=False, antialias=True)
 
     def apply_coords_torch(self, coords: torch.Tensor, original_size: Tuple[int, ...]) -> torch.Tensor:
         old_h, old_w = original_size
         new_h, new_w = get_preprocess_shape(old_h, old_w, self.target_length)
-        coords = deepcopy(coords).to(torch.float)
+        coords = deepcopy(coords).float()
         coords[..., 0] = coords[..., 0] * (new_w / old_w)
         coords[..., 1] = coords[..., 1] * (new_h / old_h)
         return coords

@@ -155,3 +155,51 @@ def check_flag(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name}: expected True or False, got {_describe(value)}")
     return bool(value)
+
+
+def check_prompt_batch(point_coords, point_labels, boxes, mask_input, image_hw: Tuple[int, int], low_res_size: Tuple[int, int]):
+    """Many prompt sets for one image: point_coords (B, N, 2) with point_labels (B, N), boxes
+    (B, 4), mask_input (B, 1, 256, 256), each optional, one B >= 1 for all that are given. Each
+    set is checked as a single ``predict`` checks one, and an error names the set.
+    Returns (coords float64 or None, labels int64 or None, boxes float64 or None, masks float32
+    or None, B)."""
+    sets = {}
+    coords = labels = None
+    if point_coords is not None or point_labels is not None:
+        if point_coords is None or point_labels is None:
+            raise ValueError("point_coords/point_labels: give both or neither")
+        coords = as_numeric_array("point_coords", point_coords, "a (B, N, 2) array of (x, y) pixels")
+        labels = as_numeric_array("point_labels", point_labels, "a (B, N) array of 0/1 labels")
+        if coords.ndim != 3 or labels.ndim != 2:
+            raise ValueError(f"point_coords/point_labels: expected shapes (B, N, 2) and (B, N), got {coords.shape} and {labels.shape}")
+        sets["point_coords"] = len(coords)
+    if boxes is not None:
+        boxes = as_numeric_array("boxes", boxes, "a (B, 4) array of x0, y0, x1, y1")
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes: expected shape (B, 4), got {boxes.shape}")
+        sets["boxes"] = len(boxes)
+    if mask_input is not None:
+        mask_input = as_numeric_array("mask_input", mask_input, f"a (B, 1, {low_res_size[0]}, {low_res_size[1]}) array of mask logits")
+        if mask_input.ndim != 4:
+            raise ValueError(f"mask_input: expected shape (B, 1, {low_res_size[0]}, {low_res_size[1]}), got {mask_input.shape}")
+        sets["mask_input"] = len(mask_input)
+    if not sets or 0 in sets.values() or len(set(sets.values())) > 1:
+        raise ValueError(f"prompts: expected at least one of point_coords, boxes, mask_input with one batch size B >= 1, got {sets or 'none'}")
+    batch = next(iter(sets.values()))
+    for b in range(batch):  # each set checked as predict checks one
+        try:
+            if coords is not None:
+                check_points(coords[b], labels[b], image_hw)
+            if boxes is not None:
+                check_box(boxes[b], image_hw)
+            if mask_input is not None:
+                check_mask_input(mask_input[b], low_res_size)
+        except ValueError as error:
+            raise ValueError(f"prompt set {b}: {error}") from None
+    return (
+        None if coords is None else coords.astype(np.float64),
+        None if labels is None else labels.astype(np.int64),
+        None if boxes is None else boxes.astype(np.float64),
+        None if mask_input is None else mask_input.astype(np.float32),
+        batch,
+    )
