@@ -9,7 +9,7 @@ The package, in the order imports may point (each layer uses only those above it
 
     config, device       SamConfig and presets, stage_kwargs; pick_device, autocast
     modeling/            the model, one stage per file (lessons 01-06)
-    weights/ (io)        checkpoint files: read, write, Meta's table, download
+    weights/ (io)        checkpoint files: read, write, Meta's table, download; convert: HF transformers
     build                build_sam, sam_model_registry, STAGES, stage swapping, backends
     inference/           transforms, validation, SamPredictor, mask IoU, RLE (07), AMG (10),
                          ONNX export and OnnxPredictor (12)
@@ -37,7 +37,7 @@ from .weights.pretrained import load_ablation_model, load_model
 
 __version__ = "0.1.0"
 
-_LAZY = ("evaluation", "exercises", "training", "viz", "widgets")
+_LAZY = ("convert", "evaluation", "exercises", "training", "viz", "widgets")
 
 
 def __getattr__(name: str):

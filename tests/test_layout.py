@@ -28,7 +28,8 @@ ROOT = PACKAGE.parent
 LAYERS = [
     ("sam_lab.config", "sam_lab.device", "sam_lab.modeling.kernels"),
     ("sam_lab.modeling",),
-    ("sam_lab.weights",),  # io, official, download, random_init (the files, not the models)
+    # io, official, download, random_init, transformers_names; convert (the files, not the models)
+    ("sam_lab.weights", "sam_lab.convert"),
     ("sam_lab.build",),
     ("sam_lab.inference", "sam_lab.weights.pretrained"),
     ("sam_lab.evaluation",),

@@ -12,12 +12,16 @@ tensors. Our model's ``state_dict`` keys are exactly Meta's, so loading is
 * A truncated or corrupt file (an interrupted download, say) is called that.
 
 ``.safetensors`` files hold nothing but tensors by design and are read with ``safetensors``.
+A Hugging Face transformers checkpoint (a ``save_pretrained`` folder, or a file whose keys are
+in transformers' names) is renamed to Meta's keys first (:mod:`sam_lab.weights.transformers_names`),
+then checked the same way; :mod:`sam_lab.convert` has the rest (configs, writing such folders).
 Everything sam_lab writes goes through :func:`write_atomically`: a temporary file beside the
 target, flushed, then renamed into place, so a reader sees the old file or the whole new one.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import re
@@ -28,6 +32,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+
+from . import transformers_names
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,9 +63,12 @@ def _size_text(size: Tuple[int, int]) -> str:
 def identify_variant(state_dict: Mapping) -> str:
     """'vit_b', 'vit_l' or 'vit_h' for the released sizes, else 'custom (embed E, D blocks)'.
 
-    Accepts a plain state dict or one wrapped under "model" / "state_dict"; raises ValueError
-    when there is no image encoder in it."""
-    size = _encoder_size(_unwrap(state_dict, "state_dict"))
+    Accepts a plain state dict or one wrapped under "model" / "state_dict", in Meta's names or
+    transformers'; raises ValueError when there is no image encoder in it."""
+    state_dict = _unwrap(state_dict, "state_dict")
+    if transformers_names.is_transformers_layout(state_dict):
+        state_dict = transformers_names.rename_from_transformers(state_dict)[0]
+    size = _encoder_size(state_dict)
     if size is None:
         raise ValueError(f"state_dict: not a SAM state dict, it has no {_PATCH_KEY!r}")
     return _RELEASED.get(size, f"custom {_size_text(size)}")
@@ -80,9 +89,50 @@ def _unwrap(obj, path) -> Dict[str, torch.Tensor]:
     return dict(obj)
 
 
+# What transformers' save_pretrained writes, in the order from_pretrained looks for it: one file,
+# or an index (JSON: {"weight_map": {parameter: shard file}}) beside its shards.
+TRANSFORMERS_WEIGHTS = (
+    ("model.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+)
+
+
+def _read_folder(folder: Path) -> Dict[str, torch.Tensor]:
+    """The tensors of a save_pretrained folder, every shard merged (names as in the files)."""
+    for single, index in TRANSFORMERS_WEIGHTS:
+        if (folder / single).is_file():
+            return _read_state_dict(folder / single)
+        if (folder / index).is_file():
+            try:
+                shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise CheckpointError(
+                    f"{folder / index}: not a shard index (expected JSON with a 'weight_map' of "
+                    f"parameter -> file): {type(error).__name__}: {error}"
+                ) from None
+            state_dict = {}
+            for shard in shards:
+                if not (folder / shard).is_file():
+                    raise FileNotFoundError(f"{folder / index} lists the shard {shard!r}, which is not in {folder}")
+                state_dict.update(_read_state_dict(folder / shard))
+            return state_dict
+    expected = ", ".join(f"{single} (or {index} and its shards)" for single, index in TRANSFORMERS_WEIGHTS)
+    raise FileNotFoundError(
+        f"{folder}: no weights in this folder; a transformers save_pretrained folder holds one of {expected}"
+    )
+
+
+def read_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file (``.pth``, ``.bin``, ``.safetensors``) or of a transformers
+    ``save_pretrained`` folder, under the names the file uses (Meta's or transformers')."""
+    return _read_state_dict(Path(path).expanduser())
+
+
 def _read_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
+    if path.is_dir():
+        return _read_folder(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -120,13 +170,29 @@ def _listing(title: str, items: List[str], most: int = 10) -> List[str]:
 
 
 def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True) -> nn.Module:
-    """Load Meta's ``.pth`` or a ``.safetensors`` file into ``model`` and return the model.
+    """Load a checkpoint into ``model`` and return the model: Meta's ``.pth``, a ``.safetensors``
+    file, or a transformers checkpoint (a ``save_pretrained`` folder, or a file in its names).
 
     ``strict`` (the default) requires the file and the model to have exactly the same keys;
     ``strict=False`` tolerates missing and unexpected keys. Shapes must always match.
     Raises FileNotFoundError, or CheckpointError saying what is wrong with the file."""
     path = Path(path).expanduser()
-    state_dict = _read_state_dict(path)
+    return load_state_dict_checked(model, _read_state_dict(path), path, strict)
+
+
+def load_state_dict_checked(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: PathLike = "state_dict", strict: bool = True
+) -> nn.Module:
+    """``model.load_state_dict`` after load_checkpoint's checks; errors name ``source``.
+
+    A state dict in transformers' names is renamed to Meta's first."""
+    state_dict, problems, layout = dict(state_dict), [], ""
+    if transformers_names.is_transformers_layout(state_dict):
+        state_dict, unplaced, differ = transformers_names.rename_from_transformers(state_dict)
+        layout = " (transformers' layout, renamed to sam_lab's keys)"
+        problems += _listing("tied tensors that differ", differ)
+        if strict:
+            problems += _listing("keys that have no place in SAM (transformers' names)", unplaced)
     model_state = model.state_dict()
 
     # Another variant's file: say so, rather than list every mismatched shape.
@@ -135,7 +201,7 @@ def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True) -> nn
         config = getattr(model, "config", None)
         model_name = getattr(config, "name", None) or _RELEASED.get(model_size, "custom-size")
         raise CheckpointError(
-            f"{path}: this file holds {_RELEASED.get(file_size, 'custom-size')} weights "
+            f"{source}: this file holds {_RELEASED.get(file_size, 'custom-size')} weights "
             f"{_size_text(file_size)}; the model is {model_name} {_size_text(model_size)}. "
             "Build the model of the file's variant, or load that variant's checkpoint"
         )
@@ -147,12 +213,12 @@ def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True) -> nn
         for key, tensor in model_state.items()
         if key in state_dict and state_dict[key].shape != tensor.shape
     ]
-    problems = _listing("shape mismatches", shapes)
+    problems += _listing("shape mismatches", shapes)
     if strict:
         problems += _listing("missing keys (in the model, not in the file)", missing)
         problems += _listing("unexpected keys (in the file, not in the model)", unexpected)
     if problems:
-        raise CheckpointError("\n".join([f"{path}: the checkpoint does not fit the model:"] + problems))
+        raise CheckpointError("\n".join([f"{source}: the checkpoint{layout} does not fit the model:"] + problems))
     model.load_state_dict(state_dict, strict=strict)
     return model
 

@@ -3,6 +3,8 @@
     sam = sam_lab.load_model("tiny")                 # trained weights in sam_lab/weights/
     sam = sam_lab.load_model("vit_b")                # Meta's file, found on disk (see below)
     sam = sam_lab.load_model("vit_b", pretrained=False)  # random weights, any variant
+    sam = sam_lab.load_model("path/to/sam_vit_b_01ec64.pth")  # a file: its size names the variant
+    sam = sam_lab.load_model("path/to/hf_folder")    # a transformers save_pretrained folder
 
 The tiny model was trained with ``python -m sam_lab.training`` on the synthetic nested-shapes data
 (see the README's model card). Meta's checkpoints are looked for with
@@ -11,12 +13,22 @@ The tiny model was trained with ``python -m sam_lab.training`` on the synthetic 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 from ..build import build_sam
-from ..config import get_config
-from .io import load_checkpoint
+from ..config import CONFIGS, SamConfig, get_config
+from ..convert import from_transformers, read_transformers_config
+from . import transformers_names
+from .io import (
+    CheckpointError,
+    _encoder_size,
+    identify_variant,
+    load_checkpoint,
+    load_state_dict_checked,
+    read_state_dict,
+)
 from .official import find_checkpoint
 
 WEIGHTS_DIR = Path(__file__).parent  # the shipped .safetensors files sit beside this module
@@ -33,9 +45,77 @@ def shipped_weights_available(name: str = "tiny") -> bool:
     return name in SHIPPED and SHIPPED[name].is_file()
 
 
-def load_model(name: str = "tiny", pretrained: bool = True, folder: Optional[str] = None, device: str = "cpu"):
+# a string that is none of the config names but looks like this is a path that is not there
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def _as_path(name) -> Optional[Path]:
+    """The path ``name`` names, or None for a config name (names win over same-named folders)."""
+    if isinstance(name, SamConfig) or (isinstance(name, str) and (name in CONFIGS or name == "default")):
+        return None
+    if not isinstance(name, (str, os.PathLike)):
+        return None  # get_config says what it expected
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    text = os.fspath(name)
+    if isinstance(name, os.PathLike) or "/" in text or os.sep in text or path.suffix in _CHECKPOINT_SUFFIXES:
+        raise FileNotFoundError(
+            f"name: no such file or folder: {text!r} (expected a config name, one of {sorted(CONFIGS)}, "
+            "or the path of a checkpoint file or a transformers save_pretrained folder)"
+        )
+    return None
+
+
+def _config_of_file(state_dict, path: Path) -> SamConfig:
+    """The preset whose size the file's image encoder has (Meta's names), or a clear error."""
+    try:
+        variant = identify_variant(state_dict)
+    except ValueError:
+        raise CheckpointError(
+            f"name: {path} is not a SAM checkpoint: it has neither Meta's image_encoder.patch_embed.proj.weight "
+            f"nor transformers' {transformers_names.PATCH_EMBED_KEY}"
+        ) from None
+    size = _encoder_size(state_dict)
+    for config in CONFIGS.values():
+        if (config.image_encoder.embed_dim, config.image_encoder.depth) == size:
+            return config
+    raise ValueError(
+        f"name: {path} holds a SAM of no preset size, {variant}; a file does not say the rest of its "
+        "config: build it with build_sam(your_config, checkpoint=path) (or load a transformers folder, "
+        "whose config.json says it)"
+    )
+
+
+def _load_path(path: Path, pretrained: bool):
+    """A model built and loaded from a checkpoint path: a transformers folder, or a file."""
+    if path.is_dir():  # only transformers writes folders: config.json says the size
+        model = build_sam(read_transformers_config(path))
+        return load_checkpoint(model, path) if pretrained else model
+    state_dict = read_state_dict(path)
+    in_meta_names = (from_transformers(state_dict, source=path)
+                     if transformers_names.is_transformers_layout(state_dict) else state_dict)
+    model = build_sam(_config_of_file(in_meta_names, path))
+    return load_state_dict_checked(model, in_meta_names, path) if pretrained else model
+
+
+def load_model(name: Union[str, os.PathLike] = "tiny", pretrained: bool = True, folder: Optional[str] = None,
+               device: str = "cpu"):
     """A SAM in eval mode. ``pretrained=True`` loads trained weights (shipped for "tiny", Meta's
-    checkpoint for vit_b/l/h) and says clearly where to get them if they are missing."""
+    checkpoint for vit_b/l/h) and says clearly where to get them if they are missing.
+
+    ``name`` is a config name or a path (a config name wins over a same-named folder):
+
+    * a transformers ``save_pretrained`` folder: its config.json gives the model, its weights
+      are renamed to ours (see :mod:`sam_lab.convert`);
+    * a checkpoint file, Meta's ``.pth`` / ``.safetensors`` or one in transformers' names: the
+      image encoder's size picks the preset (vit_b / vit_l / vit_h / tiny), see identify_variant.
+
+    With a path, ``pretrained=False`` builds that model with fresh weights and ``folder`` is unused.
+    """
+    path = _as_path(name)
+    if path is not None:
+        return _load_path(path, pretrained).to(device).eval()
     config = get_config(name)
     model = build_sam(config)
     if pretrained:
