@@ -22,7 +22,7 @@ import traitlets
 from ..inference.amg import SamAutomaticMaskGenerator
 from ..inference.validation import check_image
 from .base import SelectingWidget
-from .images import HERE, es_module, png_data_url
+from .images import HERE, es_module, mask_interior, png_data_url
 from .prompt import _describe
 
 SELECTED_COLOR = (255, 255, 255)
@@ -96,13 +96,8 @@ class EverythingState:
             layer[mask, 3] = 120
         if self.selected >= 0:
             mask = self.records[self.selected]["segmentation"]
-            inner = mask.copy()
-            inner[1:, :] &= mask[:-1, :]
-            inner[:-1, :] &= mask[1:, :]
-            inner[:, 1:] &= mask[:, :-1]
-            inner[:, :-1] &= mask[:, 1:]
             layer[mask, 3] = 200
-            edge = mask & ~inner
+            edge = mask & ~mask_interior(mask)
             layer[edge, :3] = SELECTED_COLOR
             layer[edge, 3] = 255
         return layer

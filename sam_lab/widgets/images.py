@@ -35,6 +35,17 @@ def png_data_url(image: np.ndarray, compress_level: int = 1) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def mask_interior(mask: np.ndarray) -> np.ndarray:
+    """The pixels of an (H, W) bool mask whose 4 neighbours are all in the mask; the mask's
+    border (drawn opaque over images) is ``mask & ~mask_interior(mask)``."""
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return inner
+
+
 def mask_overlay(mask: np.ndarray, color: Sequence[int] = CANDIDATE_COLORS[0], alpha: int = 140) -> np.ndarray:
     """(H, W) bool -> (H, W, 4) uint8 RGBA: ``color`` at ``alpha`` where True, transparent elsewhere.
 
@@ -43,11 +54,7 @@ def mask_overlay(mask: np.ndarray, color: Sequence[int] = CANDIDATE_COLORS[0], a
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask: expected shape (H, W), got {mask.shape}")
-    inner = mask.copy()  # mask pixels whose 4 neighbours are all in the mask
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
+    inner = mask_interior(mask)
     layer = np.zeros((*mask.shape, 4), dtype=np.uint8)
     layer[mask, :3] = color[:3]
     layer[mask, 3] = 255
