@@ -69,7 +69,7 @@ test-notebook-format: venv
 	fi
 
 test-unit: venv
-	$(TEST_ENV) $(VENV_PYTHON) -m pytest tests -q
+	$(TEST_ENV) $(VENV_PYTHON) -m pytest tests -q --durations=25
 
 # Every notebook runs top to bottom in this environment's kernel; its assert cells are the
 # checks (--nbval-lax: outputs are not compared). pytest exit code 5 (no tests collected)
