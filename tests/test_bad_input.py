@@ -582,3 +582,32 @@ def test_predict_batch_names_the_bad_prompt_set(predictor, image):
         predictor.predict_batch(boxes=np.array([[10, 10, 5, 5]]))
     with pytest.raises(ValueError, match="at least one"):
         predictor.predict_batch()
+
+
+def test_set_images_encodes_in_batches_and_each_image_answers_as_set_image_does():
+    import sam_lab
+
+    model = sam_lab.load_model("tiny")
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8) for shape in ((200, 300, 3), (256, 256, 3), (90, 400, 3))]
+    batched, single = sam_lab.SamPredictor(model), sam_lab.SamPredictor(model)
+    batched.set_images(images, batch_size=2)  # two encoder calls: images 0-1, then image 2
+    click = dict(point_coords=np.array([[40, 50]]), point_labels=np.array([1]))
+    for index in (2, 0, 1):
+        batched.select_image(index)
+        single.set_image(images[index])
+        assert batched.original_size == single.original_size and batched.input_size == single.input_size
+        assert torch.allclose(batched.get_image_embedding(), single.get_image_embedding(), atol=1e-5)
+        for a, b in zip(batched.predict(**click, return_logits=True), single.predict(**click, return_logits=True)):
+            assert np.abs(a - b).max() <= 1e-4
+    with pytest.raises(ValueError, match=r"index: expected an image index in \[0, 3\)"):
+        batched.select_image(3)
+    with pytest.raises(TypeError, match="image 1: image: expected dtype uint8"):
+        batched.set_images([images[0], images[1].astype(np.float32)])
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+        batched.set_images(images, batch_size=0)
+    with pytest.raises(ValueError, match="images: expected a non-empty list"):
+        batched.set_images([])
+    batched.set_image(images[0])  # a single image replaces the list
+    with pytest.raises(ValueError, match=r"\[0, 0\)"):
+        batched.select_image(1)

@@ -16,6 +16,8 @@ It talks to the model only through SAM's attribute interface (``image_encoder``,
     # masks (3, H, W) bool, scores (3,), logits (3, 256, 256)
     masks, scores, logits = predictor.predict_batch(point_coords=clicks[:, None], point_labels=np.ones((len(clicks), 1)))
     # one decoder call for B prompt sets: masks (B, 3, H, W), scores (B, 3), logits (B, 3, 256, 256)
+    predictor.set_images([photo_1, photo_2, photo_3], batch_size=8)  # one encoder call per 8 images
+    predictor.select_image(2)                          # then predict on any of them
 """
 from __future__ import annotations
 
@@ -47,6 +49,46 @@ class SamPredictor(ImageState):
         self.set_torch_image(image_torch, image.shape[:2])
 
     @torch.no_grad()
+    def set_images(self, images, image_format: str = "RGB", batch_size: int = 8) -> None:
+        """Encode several images, ``batch_size`` at a time in one encoder call each (the GPU's
+        fast path: a batch keeps the device busy), and keep every embedding. Image 0 becomes
+        the current one; :meth:`select_image` switches to another without encoding again."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        if isinstance(images, np.ndarray) or not hasattr(images, "__len__") or len(images) == 0:
+            raise ValueError("images: expected a non-empty list of (H, W, 3) uint8 images")
+        prepared = []
+        for index, image in enumerate(images):
+            try:
+                image = check_image(image, image_format)
+            except (TypeError, ValueError) as error:
+                raise type(error)(f"image {index}: {error}") from None
+            if image_format != self.model.image_format:
+                image = image[..., ::-1]
+            prepared.append((self.transform.apply_image(image), image.shape[:2]))
+        self.reset_image()
+        encoded = []
+        for start in range(0, len(prepared), batch_size):
+            chunk = prepared[start : start + batch_size]
+            batch = torch.stack([
+                self.model.preprocess(torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous())
+                for resized, _ in chunk
+            ])
+            features = self.model.image_encoder(batch)
+            encoded += [(features[i : i + 1], tuple(int(s) for s in original), tuple(resized.shape[:2]))
+                        for i, (resized, original) in enumerate(chunk)]
+        self._encoded = encoded
+        self.select_image(0)
+
+    def select_image(self, index: int) -> None:
+        """Make image ``index`` of the last :meth:`set_images` call the current one."""
+        encoded = getattr(self, "_encoded", [])
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(encoded):
+            raise ValueError(f"index: expected an image index in [0, {len(encoded)}) from set_images, got {index!r}")
+        self.features, self.original_size, self.input_size = encoded[index]
+        self.is_image_set = True
+
+    @torch.no_grad()
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: Tuple[int, ...]) -> None:
         """Encode a (1, 3, h, w) tensor already resized by ``self.transform`` (long side = the
         model's input size). ``original_image_size``: (H, W) before resizing."""
@@ -63,6 +105,7 @@ class SamPredictor(ImageState):
                 f"(use predictor.transform.apply_image_torch), got {shape}"
             )
         self.reset_image()
+        self._encoded = []  # a single image replaces the images of set_images
         self.original_size = tuple(int(s) for s in original_image_size)
         self.input_size = tuple(int(s) for s in transformed_image.shape[-2:])
         input_image = self.model.preprocess(transformed_image)
