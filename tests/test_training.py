@@ -213,6 +213,19 @@ def test_frozen_encoder_training_changes_only_the_decoder(tmp_path):
         assert same == key.startswith("image_encoder."), key
 
 
+def test_iou_head_calibration_changes_only_the_iou_head(tmp_path):
+    from sam_lab.training.train import train
+
+    torch.manual_seed(1)
+    before = dict(build_sam("tiny").named_parameters())
+    after = dict(train(_cfg(tmp_path, steps=2, train_only="iou_head"), resume=False, progress=False)["model"].named_parameters())
+    for key in before:
+        same = torch.equal(before[key], after[key])
+        assert same == (not key.startswith("mask_decoder.iou_prediction_head.")), key
+    with pytest.raises(ValueError, match="train_only: expected one of"):
+        train(_cfg(tmp_path / "x", steps=1, train_only="decoder"), resume=False, progress=False)
+
+
 def test_two_process_data_parallel_training_keeps_replicas_identical(tmp_path):
     env = dict(os.environ, SAM_LAB_DDP_BACKEND="gloo", OMP_NUM_THREADS="1")
     command = [

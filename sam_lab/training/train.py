@@ -40,6 +40,8 @@ from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
 from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
 from .clicks import GRAD_ROUNDS, round_plan, simulate_training_episode
 
+TRAIN_ONLY = ("all", "iou_head")
+
 
 @dataclass
 class TrainConfig:
@@ -71,6 +73,7 @@ class TrainConfig:
     first_prompt_steps: int = 0  # the first N steps train the first prompt only (1 round): a cheap warm-up
     augment: bool = False  # flips, 90-degree turns, zoom-out (small objects), colour jitter, grayscale
     decoder_init: str = "default"  # "tied_qk": each decoder attention starts with keys = queries (see tie_query_key)
+    train_only: str = "all"  # "iou_head": only the IoU prediction head learns (calibrating a trained model, with --init)
 
 
 # ----------------------------------------------------------------------------- data
@@ -240,6 +243,8 @@ def train(
     if cfg.grad_rounds not in GRAD_ROUNDS:
         raise ValueError(f"grad_rounds: expected one of {GRAD_ROUNDS}, got {cfg.grad_rounds!r}")
     round_plan(np.random.default_rng(0), cfg.rounds, cfg.error_points)  # rounds / error_points checked early
+    if cfg.train_only not in TRAIN_ONLY:
+        raise ValueError(f"train_only: expected one of {TRAIN_ONLY}, got {cfg.train_only!r}")
     if cfg.decoder_init not in DECODER_INITS:
         raise ValueError(f"decoder_init: expected one of {DECODER_INITS}, got {cfg.decoder_init!r}")
     torch.set_num_threads(cfg.threads)
@@ -260,6 +265,10 @@ def train(
             dist.broadcast(tensor, 0)
     if cfg.freeze_encoder:
         model.image_encoder.requires_grad_(False)
+    if cfg.train_only == "iou_head":  # the masks stay exactly as they are; their scores learn
+        model.requires_grad_(False)
+        model.mask_decoder.iou_prediction_head.requires_grad_(True)
+    encoder_learns = not cfg.freeze_encoder and cfg.train_only == "all"
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     step = 0
@@ -288,7 +297,7 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, cfg)
         with attention_kernel(cfg.attention):
-            with torch.set_grad_enabled(not cfg.freeze_encoder):
+            with torch.set_grad_enabled(encoder_learns):
                 embeddings = model.image_encoder(model.preprocess(images))  # (B, C, h, w)
             # every image is prompted for several of its masks: the same embedding, different
             # clicks, different answers — the signal that teaches the decoder to follow the prompt
