@@ -184,3 +184,32 @@ def test_the_cli_exports_one_part_at_a_time_into_one_folder(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--model", "vit_q", "--out", str(out)])
+
+
+def test_large_graphs_keep_their_weights_in_one_hashed_side_file(model, tmp_path, monkeypatch):
+    """ViT-H's fp32 encoder (2.5 GB) cannot be one protobuf: above EXTERNAL_DATA_BYTES the
+    weights go to '<graph>.onnx.data'. Forced here on the tiny model (threshold 0)."""
+    from sam_lab.inference import onnx_export
+
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 0)
+    out = tmp_path / "external"
+    export_onnx(model, out, quantize="int8")
+    files = json.loads((out / "sam_onnx.json").read_text())["files"]
+    assert files["encoder"]["data"] == "encoder.onnx.data" and files["encoder_int8"]["data"] == "encoder.int8.onnx.data"
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["sam_onnx.json"] + [f"{stem}{suffix}" for stem in ("encoder", "decoder", "encoder.int8", "decoder.int8")
+                             for suffix in (".onnx", ".onnx.data")])  # no staging folders, no per-tensor files
+    assert (out / "encoder.onnx").stat().st_size < 0.1 * (out / "encoder.onnx.data").stat().st_size
+    ours, onnx = SamPredictor(model), OnnxPredictor(out, threads=1)
+    ours.set_image(IMAGE)
+    onnx.set_image(IMAGE)
+    for a, b in zip(ours.predict(**CASES["box"], return_logits=True), onnx.predict(**CASES["box"], return_logits=True)):
+        assert np.abs(a - b).max() <= 1e-3
+    OnnxPredictor(out, int8=True)
+    data = (out / "encoder.onnx.data").read_bytes()
+    (out / "encoder.onnx.data").write_bytes(data[:-8] + b"\0" * 8)
+    with pytest.raises(OnnxFolderError, match=r"encoder\.onnx\.data: its contents differ"):
+        OnnxPredictor(out)
+    (out / "encoder.onnx.data").unlink()
+    with pytest.raises(OnnxFolderError, match=r"encoder\.onnx\.data: missing"):
+        OnnxPredictor(out)

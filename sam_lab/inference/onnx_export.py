@@ -22,7 +22,9 @@ appends a (0, 0) point of label -1 when there is no box, exactly as the prompt e
 inside ``predict`` (the predictor does it for you). The mask prompt is optional through
 ``has_mask_input``: with 0 the learned "no mask" embedding is used, as with ``mask_input=None``.
 
-Everything is written to a temporary name and renamed, so a folder never holds half a file.
+Everything is written to a temporary name and renamed, so a folder never holds half a file. A
+graph whose weights pass 1 GiB (ViT-H's encoder) keeps them in one side file,
+``encoder.onnx.data`` (protobuf holds at most 2 GB); the manifest hashes it too.
 """
 from __future__ import annotations
 
@@ -30,17 +32,19 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..modeling.kernels import attention_kernel
-from ..weights.io import write_atomically
+from ..weights.io import give_default_mode, move_into_place, write_atomically
 from .onnx_predictor import MANIFEST, sha256_of
 
 PART_FILES = {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}
@@ -133,23 +137,61 @@ DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_inpu
 DECODER_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]
 
 
-def _export(module: nn.Module, args, path: Path, input_names, output_names, dynamic_axes, metadata: Dict[str, str]) -> None:
+# protobuf cannot hold 2 GB in one message: graphs whose weights pass this many bytes (ViT-H's
+# fp32 encoder, 2.5 GB) keep them in one side file, "<graph>.onnx.data", that onnxruntime reads
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+def _weight_bytes(proto) -> int:
+    return sum(len(t.raw_data) for t in proto.graph.initializer)
+
+
+def _save_graph(proto, target: Path, staging: Path) -> Optional[str]:
+    """Write ``proto`` as ``target`` (and its side file when large) through ``staging``, side
+    file first, so the folder never holds a graph without its weights. Returns the side
+    file's name, or None."""
     import onnx
 
-    def write(temp: str) -> None:
+    data = None
+    if _weight_bytes(proto) > EXTERNAL_DATA_BYTES:
+        data = target.name + ".data"
+        onnx.save(proto, staging / target.name, save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=data, size_threshold=1024)
+        give_default_mode(staging / data)
+        move_into_place(staging / data, target.parent / data)
+    else:
+        onnx.save(proto, staging / target.name)
+    give_default_mode(staging / target.name)
+    move_into_place(staging / target.name, target)
+    return data
+
+
+def _export(module: nn.Module, args, path: Path, input_names, output_names, dynamic_axes, metadata: Dict[str, str]) -> Optional[str]:
+    """Trace ``module`` to ONNX as ``path`` with ``metadata``; returns the side file's name or None."""
+    import onnx
+
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about python ints: covered by the parity tests
-            torch.onnx.export(
-                module, args, temp, input_names=input_names, output_names=output_names,
+            torch.onnx.export(  # a large model comes out as one file per tensor: staging keeps them apart
+                module, args, str(staging / "traced.onnx"), input_names=input_names, output_names=output_names,
                 dynamic_axes=dynamic_axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
             )
-        proto = onnx.load(temp)
+        proto = onnx.load(str(staging / "traced.onnx"))  # external tensors are read back in
         for key, value in metadata.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
-        onnx.save(proto, temp)
+        return _save_graph(proto, path, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
-    write_atomically(path, write)
+
+def _file_entry(folder: Path, name: str, data: Optional[str]) -> Dict[str, str]:
+    entry = {"file": name, "sha256": sha256_of(folder / name)}
+    if data:
+        entry.update(data=data, data_sha256=sha256_of(folder / data))
+    return entry
 
 
 def model_signature(sam: nn.Module) -> str:
@@ -184,9 +226,10 @@ def export_onnx(sam: nn.Module, out: os.PathLike, part: str = "all", quantize: O
     files = dict(previous.get("files", {})) if previous.get("model") == signature else {}
 
     with attention_kernel("math"):  # plain matmul + softmax: every runtime has these operators
+        side_files = {}
         if "encoder" in parts:
             size = int(sam.image_encoder.img_size)
-            _export(EncoderGraph(sam), (torch.zeros(1, 3, size, size),), out / PART_FILES["encoder"],
+            side_files["encoder"] = _export(EncoderGraph(sam), (torch.zeros(1, 3, size, size),), out / PART_FILES["encoder"],
                     ["image"], ["image_embeddings"], None, {**metadata, "sam_lab_part": "encoder"})
         if "decoder" in parts:
             dynamic = {
@@ -197,14 +240,14 @@ def export_onnx(sam: nn.Module, out: os.PathLike, part: str = "all", quantize: O
                 "iou_predictions": {0: "prompt_sets", 1: "outputs"},
                 "low_res_masks": {0: "prompt_sets", 1: "outputs"},
             }
-            _export(DecoderGraph(sam), _example_inputs(sam), out / PART_FILES["decoder"],
+            side_files["decoder"] = _export(DecoderGraph(sam), _example_inputs(sam), out / PART_FILES["decoder"],
                     DECODER_INPUTS, DECODER_OUTPUTS, dynamic, {**metadata, "sam_lab_part": "decoder"})
     for name in parts:
         files.pop(f"{name}_int8", None)  # an int8 copy of the previous export is stale now
-        files[name] = {"file": PART_FILES[name], "sha256": sha256_of(out / PART_FILES[name])}
+        files[name] = _file_entry(out, PART_FILES[name], side_files[name])
         if quantize == "int8":
-            files[f"{name}_int8"] = {"file": quantize_int8(out / PART_FILES[name]).name}
-            files[f"{name}_int8"]["sha256"] = sha256_of(out / files[f"{name}_int8"]["file"])
+            target, data = quantize_int8(out / PART_FILES[name])
+            files[f"{name}_int8"] = _file_entry(out, target.name, data)
     manifest = {
         "format": FORMAT_VERSION,
         "model": signature,
@@ -225,20 +268,23 @@ def export_onnx(sam: nn.Module, out: os.PathLike, part: str = "all", quantize: O
     return manifest_path
 
 
-def quantize_int8(path: Path) -> Path:
+def quantize_int8(path: Path) -> Tuple[Path, Optional[str]]:
     """Dynamic int8 quantisation of one exported graph (MatMul/Gemm weights to int8; convolutions
-    stay float): ``encoder.onnx`` -> ``encoder.int8.onnx``."""
+    stay float): ``encoder.onnx`` -> ``encoder.int8.onnx``. Returns its path and side file (or None)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     target = path.with_name(path.stem + ".int8.onnx")
+    staging = Path(tempfile.mkdtemp(prefix=".quantize-", dir=path.parent))
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # onnxruntime logs advice about shape pre-processing on the root logger
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            write_atomically(target, lambda temp: quantize_dynamic(
-                str(path), temp, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]))
+            quantize_dynamic(str(path), str(staging / "quantized.onnx"), weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=True)
+        return target, _save_graph(onnx.load(str(staging / "quantized.onnx")), target, staging)
     finally:
         root.setLevel(level)
-    return target
+        shutil.rmtree(staging, ignore_errors=True)

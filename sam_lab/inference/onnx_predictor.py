@@ -80,10 +80,14 @@ class OnnxPredictor(ImageState):
                 how = f"--part {part}" + (" --quantize int8" if int8 else "")
                 raise OnnxFolderError(f"{manifest_path}: the folder has no {key.replace('_', ' ')} graph; export it with {how}")
             path = self.folder / files[key]["file"]
-            if not path.is_file():
-                raise OnnxFolderError(f"{path}: missing (the manifest lists it as the {part}); export the folder again")
-            if verify and sha256_of(path) != files[key]["sha256"]:
-                raise OnnxFolderError(f"{path}: its contents differ from what was exported (sha256 mismatch): corrupt or replaced; export it again")
+            checked = [(path, files[key]["sha256"])]
+            if files[key].get("data"):  # a large graph's weights, in a side file
+                checked.append((self.folder / files[key]["data"], files[key]["data_sha256"]))
+            for file, sha256 in checked:
+                if not file.is_file():
+                    raise OnnxFolderError(f"{file}: missing (the manifest lists it for the {part}); export the folder again")
+                if verify and sha256_of(file) != sha256:
+                    raise OnnxFolderError(f"{file}: its contents differ from what was exported (sha256 mismatch): corrupt or replaced; export it again")
             try:
                 session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
             except Exception as error:  # onnxruntime raises its own exception types

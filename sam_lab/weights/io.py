@@ -230,6 +230,14 @@ def move_into_place(source: Path, dest: Path) -> None:
     os.replace(source, dest)
 
 
+def give_default_mode(path: PathLike) -> None:
+    """Some writers (safetensors, onnx's external data) create owner-only files; give the file
+    the mode a plain open() would, so a file in a shared folder is readable as the umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def write_atomically(path: Path, write: Callable[[str], None]) -> None:
     """Run write(temp_path) on a temporary file beside `path`, then move it into place: readers
     see the old file or the complete new one, never half of it."""
@@ -237,11 +245,7 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> None:
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(str(temp))
-        # some writers (safetensors) create owner-only files; give the file the mode a plain
-        # open() would, so a checkpoint in a shared folder is readable as the user's umask allows
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
+        give_default_mode(temp)
         move_into_place(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
