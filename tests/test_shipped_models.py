@@ -63,10 +63,11 @@ def test_the_floor_is_above_what_random_weights_reach(unseen):
     assert one_click_oracle_miou(random_model, unseen) < min(FLOORS.values())
 
 
-def test_the_readme_command_reproduces_the_shipped_recipe():
-    """The model card's command, parsed by the training CLI, gives the TrainConfig the shipped
-    weights were trained with (sam_lab/weights/tiny_recipe.json, written from the run's
-    checkpoint), apart from where the run writes."""
+def test_the_readme_commands_reproduce_the_shipped_recipe():
+    """The model card's commands, parsed by the training CLI, give the TrainConfigs the shipped
+    weights were trained with, stage by stage (sam_lab/weights/tiny_recipe.json, then
+    tiny_recipe_finetune.json, written from the runs' checkpoints), apart from where each run
+    writes; the fine-tune starts from the first stage's model."""
     import json
     import re
     import shlex
@@ -77,8 +78,11 @@ def test_the_readme_command_reproduces_the_shipped_recipe():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| Command |"))
-    command = re.search(r"`(python -m sam_lab\.training [^`]+)`", row).group(1)
-    config, _ = parse_args(shlex.split(command)[3:])
-    recipe = json.loads((WEIGHTS_DIR / "tiny_recipe.json").read_text())
-    ours = {k: v for k, v in asdict(config).items() if k != "out"}
-    assert ours == {k: v for k, v in recipe.items() if k != "out"}
+    commands = re.findall(r"`(python -m sam_lab\.training [^`]+)`", row)
+    recipes = [json.loads((WEIGHTS_DIR / name).read_text()) for name in ("tiny_recipe.json", "tiny_recipe_finetune.json")]
+    assert len(commands) == len(recipes) == 2
+    configs = [parse_args(shlex.split(command)[3:])[0] for command in commands]
+    for config, recipe in zip(configs, recipes):
+        ours = {k: v for k, v in asdict(config).items() if k not in ("out", "init")}
+        assert ours == {k: v for k, v in recipe.items() if k not in ("out", "init")}
+    assert configs[1].init == f"{configs[0].out}/model.safetensors"

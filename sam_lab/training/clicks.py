@@ -88,17 +88,23 @@ def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_point
     return plan.tolist() + [False]
 
 
-GRAD_ROUNDS = ("all", "first_last", "last")
+GRAD_ROUNDS = ("all", "first_last", "last", "first_random")
 
 
-def graded_rounds(grad_rounds: str, num_rounds: int) -> set:
-    """The (0-based) rounds whose loss is backpropagated, for ``grad_rounds`` in GRAD_ROUNDS."""
+def graded_rounds(grad_rounds: str, num_rounds: int, rng: Optional[np.random.Generator] = None) -> set:
+    """The (0-based) rounds whose loss is backpropagated, for ``grad_rounds`` in GRAD_ROUNDS
+    (``"first_random"``: round 1 and one later round drawn with ``rng``, so that over many steps
+    every click count learns, at first_last's cost)."""
     if grad_rounds == "all":
         return set(range(num_rounds))
     if grad_rounds == "first_last":
         return {0, num_rounds - 1}
     if grad_rounds == "last":
         return {num_rounds - 1}
+    if grad_rounds == "first_random":
+        if rng is None:
+            raise ValueError("rng: grad_rounds 'first_random' draws its round with a generator, got None")
+        return {0, int(rng.integers(1, num_rounds))} if num_rounds > 1 else {0}
     raise ValueError(f"grad_rounds: expected one of {GRAD_ROUNDS}, got {grad_rounds!r}")
 
 
@@ -124,7 +130,8 @@ def simulate_training_episode(
     ``grad_rounds`` says which rounds the loss backpropagates through: ``"all"`` (the paper's
     description: every round's loss is averaged), ``"first_last"`` (round 1, where the three
     ambiguity tokens learn, and the final round; the others run under ``torch.no_grad`` only to
-    place the next click, as RITM/SimpleClick do) or ``"last"``. ``focal_alpha`` weighs the
+    place the next click, as RITM/SimpleClick do), ``"first_random"`` (round 1 and one later round
+    drawn per step: every click count learns) or ``"last"``. ``focal_alpha`` weighs the
     focal loss's positives (0.25 in the focal-loss paper, 0.5 in RITM's normalised focal loss).
     Returns ``loss`` (scalar, over the rounds with gradient), ``miou_first`` (IoU of the best first-round mask) and
     ``miou_last`` (IoU after the last round).
@@ -146,7 +153,7 @@ def simulate_training_episode(
     losses, first_iou, last_iou = [], None, None
     previous = None  # the last round's thresholded mask, (B, S, S); round 1 has none
     plan = [None] + round_plan(rng, num_rounds, num_points)
-    graded = graded_rounds(grad_rounds, len(plan))
+    graded = graded_rounds(grad_rounds, len(plan), rng)
     for round_index, add_point in enumerate(plan):
         if add_point:
             new_coords, new_labels = [], []
