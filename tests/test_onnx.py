@@ -213,3 +213,9 @@ def test_large_graphs_keep_their_weights_in_one_hashed_side_file(model, tmp_path
     (out / "encoder.onnx.data").unlink()
     with pytest.raises(OnnxFolderError, match=r"encoder\.onnx\.data: missing"):
         OnnxPredictor(out)
+
+
+def test_exporting_leaves_the_callers_model_as_it_was(tmp_path):
+    model = sam_lab.load_model("tiny").train().to(torch.float64)
+    export_onnx(model, tmp_path, part="decoder")
+    assert model.training and next(model.parameters()).dtype == torch.float64

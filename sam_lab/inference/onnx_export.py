@@ -216,7 +216,15 @@ def export_onnx(sam: nn.Module, out: os.PathLike, part: str = "all", quantize: O
         raise ValueError(f"quantize: expected None or 'int8', got {quantize!r}")
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    sam = sam.eval().cpu().float()
+    first = next(sam.parameters())
+    where, dtype, training = first.device, first.dtype, sam.training
+    try:  # graphs are traced on the CPU in fp32; the caller's model goes back where it was
+        return _export_all(sam.eval().cpu().float(), out, part, quantize)
+    finally:
+        sam.to(device=where, dtype=dtype).train(training)
+
+
+def _export_all(sam: nn.Module, out: Path, part: str, quantize: Optional[str]) -> Path:
     config = getattr(sam, "config", None)
     signature = model_signature(sam)
     metadata = {"sam_lab_model": signature}

@@ -24,7 +24,7 @@ import numpy as np
 
 from .image_state import ImageState
 from .transforms import ResizeLongestSide
-from .validation import check_box, check_flag, check_image, check_mask_input, check_points, check_prompt_batch
+from .validation import check_flag, check_image, check_prompt_batch, check_prompt_set
 
 MANIFEST = "sam_onnx.json"  # onnx_export (which needs torch) writes it; this module only reads it
 PARTS = ("encoder", "decoder")
@@ -142,11 +142,9 @@ class OnnxPredictor(ImageState):
         """Masks (C, H, W), IoU scores (C,) and low-res logits (C, 256, 256) for one prompt set
         in original-image pixels, as ``SamPredictor.predict``."""
         self._require_image()
-        coords, labels = check_points(point_coords, point_labels, self.original_size)
-        box = check_box(box, self.original_size)
-        mask_input = check_mask_input(mask_input, self.low_res_size)
-        multimask_output = check_flag("multimask_output", multimask_output)
-        return_logits = check_flag("return_logits", return_logits)
+        coords, labels, box, mask_input, multimask_output, return_logits = check_prompt_set(
+            point_coords, point_labels, box, mask_input, multimask_output, return_logits, self.original_size, self.low_res_size
+        )
         masks, scores, low_res = self._decode(
             None if coords is None else coords[None], None if labels is None else labels[None],
             box, None if mask_input is None else mask_input[None], multimask_output, return_logits,

@@ -28,7 +28,7 @@ import torch
 
 from .image_state import ImageState
 from .transforms import ResizeLongestSide
-from .validation import check_box, check_flag, check_image, check_mask_input, check_points, check_prompt_batch
+from .validation import check_flag, check_image, check_prompt_batch, check_prompt_set
 
 
 class SamPredictor(ImageState):
@@ -41,12 +41,16 @@ class SamPredictor(ImageState):
     def set_image(self, image, image_format: str = "RGB") -> None:
         """Encode an (H, W, 3) uint8 image. ``image_format`` says its channel order ("RGB" or
         "BGR", e.g. from OpenCV). Grayscale and RGBA are converted (see ``validation``)."""
+        resized, original_size = self._prepare(image, image_format)
+        image_torch = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        self.set_torch_image(image_torch, original_size)
+
+    def _prepare(self, image, image_format: str):
+        """A user's image, checked, in the model's channel order, resized: (resized, (H, W))."""
         image = check_image(image, image_format)
         if image_format != self.model.image_format:
             image = image[..., ::-1]
-        resized = self.transform.apply_image(image)
-        image_torch = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
-        self.set_torch_image(image_torch, image.shape[:2])
+        return self.transform.apply_image(image), image.shape[:2]
 
     @torch.no_grad()
     def set_images(self, images, image_format: str = "RGB", batch_size: int = 8) -> None:
@@ -60,12 +64,9 @@ class SamPredictor(ImageState):
         prepared = []
         for index, image in enumerate(images):
             try:
-                image = check_image(image, image_format)
+                prepared.append(self._prepare(image, image_format))
             except (TypeError, ValueError) as error:
                 raise type(error)(f"image {index}: {error}") from None
-            if image_format != self.model.image_format:
-                image = image[..., ::-1]
-            prepared.append((self.transform.apply_image(image), image.shape[:2]))
         self.reset_image()
         encoded = []
         for start in range(0, len(prepared), batch_size):
@@ -139,11 +140,9 @@ class SamPredictor(ImageState):
         low-res logits (C, 256, 256), as numpy arrays.
         """
         self._require_image()
-        coords, labels = check_points(point_coords, point_labels, self.original_size)
-        box = check_box(box, self.original_size)
-        mask_input = check_mask_input(mask_input, self.low_res_size)
-        multimask_output = check_flag("multimask_output", multimask_output)
-        return_logits = check_flag("return_logits", return_logits)
+        coords, labels, box, mask_input, multimask_output, return_logits = check_prompt_set(
+            point_coords, point_labels, box, mask_input, multimask_output, return_logits, self.original_size, self.low_res_size
+        )
 
         coords_torch = labels_torch = box_torch = mask_torch = None
         if coords is not None:

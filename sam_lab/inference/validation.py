@@ -203,3 +203,12 @@ def check_prompt_batch(point_coords, point_labels, boxes, mask_input, image_hw: 
         None if mask_input is None else mask_input.astype(np.float32),
         batch,
     )
+
+
+def check_prompt_set(point_coords, point_labels, box, mask_input, multimask_output, return_logits,
+                     image_hw: Tuple[int, int], low_res_size: Tuple[int, int]):
+    """One prompt set as ``predict`` takes it, checked: (coords, labels, box (1, 4), mask_input,
+    multimask_output, return_logits), each None where not given."""
+    coords, labels = check_points(point_coords, point_labels, image_hw)
+    return (coords, labels, check_box(box, image_hw), check_mask_input(mask_input, low_res_size),
+            check_flag("multimask_output", multimask_output), check_flag("return_logits", return_logits))
