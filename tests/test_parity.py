@@ -13,6 +13,8 @@ Beyond equal numbers, the two are drop-ins for each other, both ways (tiny confi
 * code written for the reference runs after changing only the import;
 * ``sam_lab.build.build_model`` builds either implementation behind the same predictor.
 """
+import types
+
 import numpy as np
 import pytest
 import segment_anything
@@ -172,6 +174,23 @@ def test_tiny_batched_call_matches_reference(tiny_twins):
     images = [data.astronaut(), (resize(data.coffee(), (200, 300)) * 255).astype(np.uint8), data.chelsea()]
     records = batched_records(tiny_twins.ours, images)
     assert_same_batched_call(tiny_twins.reference, tiny_twins.ours, records, 1e-4)
+
+
+@pytest.mark.parametrize(
+    "input_size, original_size",
+    [((768, 1024), (768, 1024)), ((1024, 683), (3000, 2000)), ((301, 1024), (300, 1021)), ((1024, 1024), (512, 512)),
+     ((7, 1024), (7, 1024))],
+)
+def test_upsampling_to_the_original_size_is_exactly_the_references(input_size, original_size):
+    """Ours crops the low-res logits before upsampling and skips a same-size resize; the values
+    must still be bit for bit those of Meta's upsample-everything-then-crop-then-resize."""
+    low_res = torch.randn(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    # Meta's method, run on an object that has only what it reads: a 1024 px image encoder
+    meta_sam = types.SimpleNamespace(image_encoder=types.SimpleNamespace(img_size=1024))
+    expected = segment_anything.modeling.Sam.postprocess_masks(meta_sam, low_res, input_size, original_size)
+    got = sam_lab.modeling.sam.to_original_size(low_res, 1024, input_size, original_size)
+    assert got.shape == expected.shape and got.is_contiguous()
+    assert torch.equal(got, expected)
 
 
 def test_parity_test_notices_a_wrong_weight(tiny_twins):

@@ -31,8 +31,20 @@ def to_original_size(
     padding away (the resized image is input_size = (h', w') at the top left), and bilinear
     resizing to original_size = (H, W). Mask logits and attention maps both go this way.
     """
-    maps = F.interpolate(maps, (img_size, img_size), mode="bilinear", align_corners=False)
+    h, w = maps.shape[-2:]
+    if h == w and img_size % h == 0:
+        # Same numbers, less work: bilinear upsampling by an integer factor s maps output row y to
+        # input row (y + 0.5) / s - 0.5, so the rows kept after the crop (y < h') read input rows
+        # up to ceil(h' / s) only. Cropping those first and upsampling with scale_factor=s gives
+        # exactly the values of upsampling everything and cropping (tests/test_predictor.py).
+        s = img_size // h
+        rows, cols = min(h, -(-input_size[0] // s) + 1), min(w, -(-input_size[1] // s) + 1)
+        maps = F.interpolate(maps[..., :rows, :cols], scale_factor=s, mode="bilinear", align_corners=False)
+    else:
+        maps = F.interpolate(maps, (img_size, img_size), mode="bilinear", align_corners=False)
     maps = maps[..., : input_size[0], : input_size[1]]  # drop the padding
+    if tuple(maps.shape[-2:]) == tuple(original_size):
+        return maps.contiguous()  # a bilinear resize to the same size is the identity: skip it
     return F.interpolate(maps, tuple(original_size), mode="bilinear", align_corners=False)
 
 
