@@ -154,3 +154,31 @@ def test_registry_builds_each_variant_by_name():
     assert tiny.config.name == "tiny" and not tiny.training
     with pytest.raises(ValueError, match="config: expected one of"):
         build_sam("vit_x")
+
+
+def test_prompt_sets_without_a_mask_share_the_image_side_of_the_decoder():
+    """With no mask prompt every prompt set sees the same image + dense map: the first block's
+    image-side projections then run once on a (1, HW, C) map, not once per prompt set, and the
+    answers are those of the per-prompt computation."""
+    model = build_sam("tiny")
+    randomize(model, seed=0)
+    model.eval()
+    pe, decoder = model.prompt_encoder, model.mask_decoder
+    h, w = pe.image_embedding_size
+    image = torch.randn(1, decoder.transformer_dim, h, w, generator=torch.Generator().manual_seed(1))
+    points = (torch.rand(5, 2, 2) * 200, torch.tensor([[1, 0]] * 5))
+    sparse, dense = pe(points=points, boxes=None, masks=None)
+    assert dense.shape[0] == 5 and dense.stride(0) == 0  # the prompt encoder's expanded view
+
+    seen = []
+    hook = decoder.transformer.layers[0].cross_attn_token_to_image.k_proj.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].shape[0])
+    )
+    with torch.no_grad():
+        shared = decoder(image, pe.get_dense_pe(), sparse, dense, multimask_output=True)
+        separate = decoder(image, pe.get_dense_pe(), sparse, dense.contiguous(), multimask_output=True)
+    hook.remove()
+    assert seen == [1, 5]  # shared: once; a materialised dense map: once per prompt set
+    for a, b in zip(shared, separate):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

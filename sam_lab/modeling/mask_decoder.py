@@ -85,12 +85,19 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.unsqueeze(0).expand(B, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (B, 5 + N, C)
 
-        # one copy of the image embedding per prompt set; the dense prompt is added to it
-        src = _per_prompt(image_embeddings, B) + dense_prompt_embeddings  # (B, C, h, w)
-        pos_src = _per_prompt(image_pe, B)
-        b, c, h, w = src.shape
+        # the image embedding plus the dense prompt, per prompt set; when no prompt set has a mask
+        # prompt the dense prompt is one learned vector for all (an expanded view, batch stride 0),
+        # and one shared (1, C, h, w) map lets the transformer do its image-side work once
+        if image_embeddings.shape[0] == 1 and _same_for_every_prompt(dense_prompt_embeddings):
+            src = image_embeddings + dense_prompt_embeddings[:1]  # (1, C, h, w)
+            pos_src = image_pe[:1]
+        else:
+            src = _per_prompt(image_embeddings, B) + dense_prompt_embeddings  # (B, C, h, w)
+            pos_src = _per_prompt(image_pe, B)
+        _, c, h, w = src.shape
 
         hs, src = self.transformer(src, pos_src, tokens)  # (B, 5 + N, C), (B, hw, C)
+        b = src.shape[0]
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
@@ -106,6 +113,12 @@ class MaskDecoder(nn.Module):
         masks = (hyper_in @ upscaled.reshape(b, c8, H * W)).reshape(b, -1, H, W)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
+
+
+def _same_for_every_prompt(dense: torch.Tensor) -> bool:
+    """True for a (1, C, h, w) map or one expanded over the batch (stride 0), as the prompt
+    encoder makes when there is no mask prompt."""
+    return dense.shape[0] == 1 or dense.stride(0) == 0
 
 
 def _per_prompt(x: torch.Tensor, batch: int) -> torch.Tensor:

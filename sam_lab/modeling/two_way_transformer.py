@@ -50,9 +50,13 @@ class DecoderAttention(nn.Module):
         return x.reshape(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)  # (B, h, N, d)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q (B, Nq, C), k and v (B, Nk, C). One of them may have batch 1 where it is the same for
+        every prompt set (the image side of the first block): it is projected once, then shared."""
         q = self._split_heads(self.q_proj(q))
         k = self._split_heads(self.k_proj(k))
         v = self._split_heads(self.v_proj(v))
+        batch = max(q.shape[0], k.shape[0], v.shape[0])
+        q, k, v = (x.expand(batch, -1, -1, -1) for x in (q, k, v))
         out = attend(q, k, v, name=self.name)  # (B, h, Nq, d)
         B, h, N, d = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(B, N, h * d))
@@ -82,7 +86,10 @@ class TwoWayAttentionBlock(nn.Module):
     def forward(
         self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """queries: tokens (B, N, C); keys: image (B, HW, C); *_pe: their positional encodings."""
+        """queries: tokens (B, N, C); keys: image (B, HW, C); *_pe: their positional encodings.
+
+        keys may have batch 1, shared by all B prompt sets: the image side of steps 2 and 4 is then
+        computed once, and step 4's residual gives each prompt set its own keys (B, HW, C)."""
         # 1. token self-attention (the first block's tokens already are their positions)
         if self.skip_first_layer_pe:
             queries = self.self_attn(q=queries, k=queries, v=queries)
@@ -141,7 +148,9 @@ class TwoWayTransformer(nn.Module):
     def forward(
         self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """image_embedding, image_pe: (B, C, h, w); point_embedding: tokens (B, N, C).
+        """image_embedding, image_pe: (B, C, h, w) or (1, C, h, w) when every prompt set has the
+        same one (no mask prompt): its image-side projections are then computed once, not B times.
+        point_embedding: tokens (B, N, C).
 
         Returns the updated tokens (B, N, C) and image (B, hw, C).
         """
@@ -152,4 +161,4 @@ class TwoWayTransformer(nn.Module):
             queries, keys = layer(queries=queries, keys=keys, query_pe=point_embedding, key_pe=key_pe)
         q, k = queries + point_embedding, keys + key_pe
         queries = self.norm_final_attn(queries + self.final_attn_token_to_image(q=q, k=k, v=keys))
-        return queries, keys
+        return queries, keys.expand(queries.shape[0], -1, -1)
