@@ -33,7 +33,7 @@ from .official import find_checkpoint
 
 WEIGHTS_DIR = Path(__file__).parent  # the shipped .safetensors files sit beside this module
 SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors"}
-# lesson 08's ablation: two tiny models trained identically for 1,000 steps, one with the three
+# lesson 08's ablation: two tiny models trained identically for 3,000 steps, one with the three
 # ambiguity-aware outputs and min-over-masks, one with a single output token
 ABLATION = {
     "multimask": WEIGHTS_DIR / "tiny_ablation_multimask.safetensors",
@@ -141,7 +141,7 @@ def load_model(name: Union[str, os.PathLike] = "tiny", pretrained: bool = True, 
 def load_ablation_model(kind: str, device: str = "cpu"):
     """One of the two tiny models of the ambiguity ablation (lesson 08), in eval mode:
     ``"multimask"`` (SAM's recipe) or ``"single_output"`` (one output token, no min-over-masks),
-    both trained the same way for the same 1,000 steps."""
+    both trained the same way for the same 3,000 steps (sam_lab/weights/tiny_ablation_recipe.json)."""
     if kind not in ABLATION:
         raise ValueError(f"kind: expected one of {sorted(ABLATION)}, got {kind!r}")
     model = build_sam("tiny")
