@@ -193,9 +193,9 @@ def test_training_with_the_sdpa_kernel_matches_math(tmp_path, monkeypatch):
     calls = []
     fused = F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
-    math_run = train(_cfg(tmp_path / "m", steps=1), resume=False, progress=False)
+    math_run = train(_cfg(tmp_path / "m", steps=1, attention="math"), resume=False, progress=False)
     assert not calls
-    sdpa_run = train(_cfg(tmp_path / "s", steps=1, attention="sdpa"), resume=False, progress=False)
+    sdpa_run = train(_cfg(tmp_path / "s", steps=1), resume=False, progress=False)  # sdpa: the default
     assert calls  # the kernel was really used
     assert sdpa_run["history"][0]["loss"] == pytest.approx(math_run["history"][0]["loss"], rel=1e-4)
     with pytest.raises(ValueError, match="attention.*'flash'"):
