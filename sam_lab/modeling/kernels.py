@@ -5,8 +5,8 @@ two-way transformer's three attentions, lesson 05) calls :func:`attend`. Two ker
 
     ``"sdpa"``  (the default) ``torch.nn.functional.scaled_dot_product_attention``; on a GPU
                 it picks the flash or memory-efficient kernel. The relative-position bias goes in
-                as the additive ``attn_mask``. On 2 CPU threads it runs ViT-B's encoder in 0.79x
-                the reference's time, against 1.09x for ``"math"`` (benchmarks/README.md).
+                as the additive ``attn_mask``. On 2 CPU threads it runs ViT-B's encoder in 0.79-0.82x
+                the reference's time, against 1.08-1.09x for ``"math"`` (benchmarks/README.md).
     ``"math"``  the formula written out step by step. It can hand back the attention weights
                 (see :func:`record_attention`, which switches to it), which the explorers draw.
 

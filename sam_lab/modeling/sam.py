@@ -36,7 +36,7 @@ def to_original_size(
         # Same numbers, less work: bilinear upsampling by an integer factor s maps output row y to
         # input row (y + 0.5) / s - 0.5, so the rows kept after the crop (y < h') read input rows
         # up to ceil(h' / s) only. Cropping those first and upsampling with scale_factor=s gives
-        # exactly the values of upsampling everything and cropping (tests/test_predictor.py).
+        # exactly the values of upsampling everything and cropping (tests/test_parity.py).
         s = img_size // h
         rows, cols = min(h, -(-input_size[0] // s) + 1), min(w, -(-input_size[1] // s) + 1)
         maps = F.interpolate(maps[..., :rows, :cols], scale_factor=s, mode="bilinear", align_corners=False)
