@@ -2,21 +2,15 @@
 and the work it divides by is the issue's count for the released sizes."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_encoder.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def gpu_encoder():
-    spec = importlib.util.spec_from_file_location("gpu_encoder", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_encoder")
 
 
 def test_the_smoke_run_measures_one_batch_of_the_tiny_encoder(gpu_encoder, capsys):

@@ -1,20 +1,14 @@
 """benchmarks/peak_memory.py cannot rot: its tiny run measures both sides in fresh processes."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "peak_memory.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def peak_memory():
-    spec = importlib.util.spec_from_file_location("peak_memory", PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("peak_memory")
 
 
 def test_tiny_run_reports_each_side_from_its_own_process(peak_memory, tmp_path, capsys):
