@@ -84,7 +84,7 @@ test-notebooks: venv
 	done; \
 	if [ -z "$$dirs" ]; then echo "nbval: no notebooks to run"; exit 0; fi; \
 	echo "$(TEST_ENV) $(VENV_PYTHON) -m pytest --nbval-lax --nbval-current-env$$dirs -q -p no:cacheprovider"; \
-	rc=0; $(TEST_ENV) $(VENV_PYTHON) -m pytest --nbval-lax --nbval-current-env $$dirs -q -p no:cacheprovider || rc=$$?; \
+	rc=0; $(TEST_ENV) $(VENV_PYTHON) -m pytest --nbval-lax --nbval-current-env $$dirs -q -p no:cacheprovider --durations=20 || rc=$$?; \
 	if [ "$$rc" -eq 5 ]; then echo "nbval: no notebook cells collected"; rc=0; fi; \
 	exit $$rc
 

@@ -5,6 +5,7 @@ exists, otherwise one written here — and the swapped model, given the same wei
 the same outputs as ours. A deliberately wrong stage must change them (the test can fail).
 """
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -182,3 +183,109 @@ def test_prompt_sets_without_a_mask_share_the_image_side_of_the_decoder():
     for a, b in zip(shared, separate):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------- the predictor keeps the image side across prompts
+
+def _tiny_predictor(seed=0):
+    from sam_lab import SamPredictor
+
+    model = build_sam("tiny")
+    randomize(model, seed=seed)
+    model.eval()
+    predictor = SamPredictor(model)
+    rng = np.random.default_rng(seed)
+    predictor.set_image(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    return predictor
+
+
+def _uncached(predictor, coords, labels):
+    """What predict answers computed from scratch: prompt encoder and decoder called directly."""
+    model = predictor.model
+    coords_t = torch.as_tensor(predictor.transform.apply_coords(coords, predictor.original_size), dtype=torch.float)[None]
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(points=(coords_t, torch.as_tensor(labels)[None]), boxes=None, masks=None)
+        return model.mask_decoder(predictor.features, model.prompt_encoder.get_dense_pe(), sparse, dense, True)
+
+
+CLICKS = [(np.array([[40.0, 60.0]]), np.array([1])), (np.array([[100.0, 30.0], [20.0, 90.0]]), np.array([1, 0]))]
+
+
+def test_the_prepared_image_side_gives_the_same_numbers_and_is_computed_once_per_image():
+    predictor = _tiny_predictor()
+    first = predictor.model.mask_decoder.transformer.layers[0]
+    calls = []
+    hook = first.cross_attn_token_to_image.k_proj.register_forward_hook(lambda m, a, o: calls.append(a[0].shape))
+    for coords, labels in CLICKS * 2:
+        _, scores, low_res = predictor.predict(coords, labels)
+        expected_low_res, expected_scores = _uncached(predictor, coords, labels)
+        assert np.array_equal(low_res, expected_low_res[0].numpy())  # bit for bit
+        assert np.array_equal(scores, expected_scores[0].numpy())
+    hook.remove()
+    # the image's keys are projected once for the four prompts (the _uncached calls add one each);
+    # the tokens' keys are projected once per prompt by the other attention, not this one
+    hw = predictor.features.shape[-2] * predictor.features.shape[-1]
+    assert [shape for shape in calls if shape[-2] == hw].count(torch.Size([1, hw, first.cross_attn_token_to_image.embedding_dim])) == 1 + 4
+
+
+def test_the_prepared_image_side_follows_weights_modules_and_images_that_change():
+    predictor = _tiny_predictor()
+    coords, labels = CLICKS[0]
+    decoder = predictor.model.mask_decoder
+
+    def answers_as_from_scratch():
+        _, scores, low_res = predictor.predict(coords, labels)
+        expected_low_res, expected_scores = _uncached(predictor, coords, labels)
+        assert np.array_equal(low_res, expected_low_res[0].numpy())
+        assert np.array_equal(scores, expected_scores[0].numpy())
+        return low_res
+
+    before = answers_as_from_scratch()
+    with torch.no_grad():  # an in-place change, as an optimiser step makes
+        decoder.transformer.layers[0].cross_attn_image_to_token.q_proj.weight.mul_(1.5)
+    changed = answers_as_from_scratch()
+    assert not np.array_equal(before, changed)
+    # load_state_dict copies into the same tensors
+    state = {k: v.clone() for k, v in decoder.state_dict().items()}
+    state["transformer.layers.0.cross_attn_token_to_image.v_proj.bias"] += 0.5
+    decoder.load_state_dict(state)
+    assert not np.array_equal(changed, answers_as_from_scratch())
+    # the no-mask vector of the dense prompt, and the positional encoding's matrix
+    with torch.no_grad():
+        predictor.model.prompt_encoder.no_mask_embed.weight.add_(0.3)
+        predictor.model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(1.1)
+    answers_as_from_scratch()
+    # a swapped module (new parameters) and a learner's attention class, whose forward must run
+    fresh = type(decoder.transformer.layers[0].cross_attn_image_to_token)(decoder.transformer_dim, 2, 2)
+    decoder.transformer.layers[0].cross_attn_image_to_token = fresh
+    answers_as_from_scratch()
+    ran = []
+
+    class Learners(type(fresh)):
+        def forward(self, q, k, v):
+            ran.append(q.shape)
+            return super().forward(q, k, v)
+
+    fresh.__class__ = Learners
+    answers_as_from_scratch()
+    assert ran  # called by predict and by the from-scratch path, not bypassed
+    # another image
+    predictor.set_image(np.full((90, 90, 3), 200, np.uint8))
+    answers_as_from_scratch()
+
+
+def test_layer_norm_2d_gives_the_formula_on_channels_last_memory_too():
+    from sam_lab.modeling.layers import LayerNorm2d
+
+    norm = LayerNorm2d(24)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 24, 7, 9) * 3 + 1
+    channels_last = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # same values, (B, H, W, C) memory
+    assert channels_last.permute(0, 2, 3, 1).is_contiguous() and not x.permute(0, 2, 3, 1).is_contiguous()
+    mean = x.mean(1, keepdim=True)
+    var = ((x - mean) ** 2).mean(1, keepdim=True)
+    expected = norm.weight[:, None, None] * (x - mean) / torch.sqrt(var + norm.eps) + norm.bias[:, None, None]
+    for got in (norm(x), norm(channels_last)):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

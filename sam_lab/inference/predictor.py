@@ -235,13 +235,62 @@ class SamPredictor(ImageState):
         _check_batch(point_coords, point_labels, boxes, mask_input, self.low_res_size)
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        dense_pe, image_side = self._image_side(dense)
+        extra = {} if image_side is None else {"image_side": image_side}
         return self.model.mask_decoder(
             image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            image_pe=dense_pe,
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask_output,
+            **extra,
         )
+
+    def _image_side(self, dense: torch.Tensor):
+        """The current image's prompt-independent decoder work, kept from one prompt to the next:
+        the dense positional encoding and, for prompts without a mask, the decoder's prepared image
+        side (``MaskDecoder.prepare_image``; None for a decoder without one, e.g. Meta's).
+
+        It is recomputed whenever it could have changed: another image, any parameter or buffer of
+        the prompt encoder or mask decoder replaced or changed in place (a swapped stage, an
+        optimiser step, ``load_state_dict``; tensors count their in-place changes), or autocast
+        switched. Answers are the same as without it (tests/test_predictor.py)."""
+        model = self.model
+        sources = [self.features, *model.prompt_encoder.parameters(), *model.prompt_encoder.buffers(),
+                   *model.mask_decoder.parameters(), *model.mask_decoder.buffers()]
+        key = (tuple(_version(t) for t in sources), _autocast_state(self.device.type))
+        cache = getattr(self, "_decoder_cache", None)
+        if cache is None or cache["key"] != key or len(cache["sources"]) != len(sources) or any(
+            a is not b for a, b in zip(cache["sources"], sources)
+        ):
+            cache = {"key": key, "sources": sources, "dense_pe": model.prompt_encoder.get_dense_pe(), "side": None}
+            self._decoder_cache = cache
+        prepare = getattr(model.mask_decoder, "prepare_image", None)
+        if prepare is None or not model.mask_decoder.shares_image_side(self.features, dense):
+            return cache["dense_pe"], None
+        # the shared dense prompt is a view of the no-mask vector: the same memory, unchanged,
+        # means the same prompt (the cache holds `dense`, so its memory cannot be reused meanwhile)
+        dense_key = (dense.untyped_storage().data_ptr(), dense.storage_offset(), dense.stride()[1:],
+                     tuple(dense.shape[1:]), dense.dtype, _version(dense))
+        if cache["side"] is None or cache["side"][0] != dense_key:
+            cache["side"] = (dense_key, dense, prepare(self.features, cache["dense_pe"], dense))
+        return cache["dense_pe"], cache["side"][2]
+
+
+def _version(t: torch.Tensor):
+    """A tensor's count of in-place changes; a fresh object (never equal) for tensors that keep
+    none (made under ``torch.inference_mode``), so that nothing is cached for them."""
+    try:
+        return t._version
+    except RuntimeError:
+        return object()
+
+
+def _autocast_state(device_type: str):
+    try:
+        return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+    except (TypeError, AttributeError, RuntimeError):  # an older torch, or a device autocast does not know
+        return torch.is_autocast_enabled()
 
 
 def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size) -> None:

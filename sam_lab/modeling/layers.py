@@ -24,6 +24,12 @@ class LayerNorm2d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 4 and x.permute(0, 2, 3, 1).is_contiguous():
+            # channels-last memory (the decoder's upscaling, the encoder's neck): each pixel's C
+            # values are adjacent, and PyTorch's fused layer_norm over them is one pass instead
+            # of the six below; the same formula, equal to ~1e-7
+            out = F.layer_norm(x.permute(0, 2, 3, 1), (self.weight.shape[0],), self.weight, self.bias, self.eps)
+            return out.permute(0, 3, 1, 2)
         mean = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
         var = (x - mean).pow(2).mean(dim=1, keepdim=True)
         x = (x - mean) / torch.sqrt(var + self.eps)

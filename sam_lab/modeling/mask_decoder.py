@@ -15,12 +15,13 @@ With ``multimask_output`` the three ambiguity masks (1..3) are returned, else ma
 """
 from __future__ import annotations
 
-from typing import Tuple, Type
+from typing import Optional, Tuple, Type
 
 import torch
 import torch.nn as nn
 
 from .layers import MLP, LayerNorm2d
+from .two_way_transformer import ImageSide
 
 
 class MaskDecoder(nn.Module):
@@ -63,11 +64,14 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
+        image_side: Optional[ImageSide] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """image_embeddings (1 or B, C, h, w); image_pe (1, C, h, w); sparse (B, N, C);
-        dense (B, C, h, w). Returns mask logits (B, 3 or 1, 4h, 4w) and IoU (B, 3 or 1)."""
+        dense (B, C, h, w). Returns mask logits (B, 3 or 1, 4h, 4w) and IoU (B, 3 or 1).
+        ``image_side``: :meth:`prepare_image` of this image and dense prompt, kept by a predictor
+        across prompts; the result is the same as without it."""
         masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, image_side
         )
         chosen = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, chosen], iou_pred[:, chosen]
@@ -78,6 +82,7 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        image_side: Optional[ImageSide] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """All 4 masks and IoU predictions, before the multimask selection."""
         B = sparse_prompt_embeddings.shape[0]
@@ -88,15 +93,18 @@ class MaskDecoder(nn.Module):
         # the image embedding plus the dense prompt, per prompt set; when no prompt set has a mask
         # prompt the dense prompt is one learned vector for all (an expanded view, batch stride 0),
         # and one shared (1, C, h, w) map lets the transformer do its image-side work once
-        if image_embeddings.shape[0] == 1 and _same_for_every_prompt(dense_prompt_embeddings):
+        _, c, h, w = image_embeddings.shape
+        if image_side is not None:
+            src = pos_src = None  # already in image_side
+        elif self.shares_image_side(image_embeddings, dense_prompt_embeddings):
             src = image_embeddings + dense_prompt_embeddings[:1]  # (1, C, h, w)
             pos_src = image_pe[:1]
         else:
             src = _per_prompt(image_embeddings, B) + dense_prompt_embeddings  # (B, C, h, w)
             pos_src = _per_prompt(image_pe, B)
-        _, c, h, w = src.shape
 
-        hs, src = self.transformer(src, pos_src, tokens)  # (B, 5 + N, C), (B, hw, C)
+        extra = {} if image_side is None else {"image_side": image_side}
+        hs, src = self.transformer(src, pos_src, tokens, **extra)  # (B, 5 + N, C), (B, hw, C)
         b = src.shape[0]
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
@@ -113,6 +121,25 @@ class MaskDecoder(nn.Module):
         masks = (hyper_in @ upscaled.reshape(b, c8, H * W)).reshape(b, -1, H, W)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
+
+
+    @staticmethod
+    def shares_image_side(image_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor) -> bool:
+        """One image for every prompt set and no mask prompt: the image side is then the same for
+        all of them and can be prepared once."""
+        return image_embeddings.shape[0] == 1 and _same_for_every_prompt(dense_prompt_embeddings)
+
+    def prepare_image(
+        self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+    ) -> Optional[ImageSide]:
+        """The prompt-independent image work for ``forward(..., image_side=...)``: the image plus the
+        dense prompt, flattened, and the transformer's first-block projections. None where it does
+        not apply: a mask prompt (its dense prompt differs per set), or a transformer without
+        ``prepare_image`` (one a learner wrote)."""
+        prepare = getattr(self.transformer, "prepare_image", None)
+        if prepare is None or not self.shares_image_side(image_embeddings, dense_prompt_embeddings):
+            return None
+        return prepare(image_embeddings + dense_prompt_embeddings[:1], image_pe[:1])
 
 
 def _same_for_every_prompt(dense: torch.Tensor) -> bool:
