@@ -24,6 +24,37 @@ def test_math_and_sdpa_kernels_agree_with_a_bias():
     torch.testing.assert_close(a, expected, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 4096, 7, 16), (3, 2, 256, 12, 32), (2, 4, 64, 1, 8)])
+def test_many_queries_against_few_keys_take_the_transposed_softmax_on_cpu(shape, monkeypatch):
+    """The decoder's image -> token attention (4096 queries, 7 keys): the sdpa kernel computes it
+    with the softmax along the query axis (few_keys_attention), not the slow fused kernel, and gets
+    the formula's numbers and gradients."""
+    from sam_lab.modeling import kernels
+
+    B, h, nq, nk, d = shape
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(B, h, n, d, generator=g, requires_grad=True) for n in (nq, nk, nk))
+    fused = []
+    real = torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(kernels.F, "scaled_dot_product_attention", lambda *a, **kw: fused.append(1) or real(*a, **kw))
+    with attention_kernel("sdpa"):
+        got = attend(q, k, v)
+    assert not fused  # routed around the fused kernel
+    with attention_kernel("math"):
+        expected = attend(q, k, v)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad(got.square().sum(), (q, k, v))
+    expected_grads = torch.autograd.grad(expected.square().sum(), (q, k, v))
+    for a, b in zip(grads, expected_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # the encoder's shapes (many keys), a bias, or few queries keep the fused kernel
+    with attention_kernel("sdpa"):
+        attend(q[:, :, :8], k, v)
+        attend(q, k, v, bias=torch.zeros(nq, nk))
+        attend(q, torch.randn(B, h, 64, d), torch.randn(B, h, 64, d))
+    assert len(fused) == 3
+
+
 def test_the_default_kernel_is_sdpa_the_fastest_that_keeps_parity():
     # benchmarks/bench_cpu.py: ViT-B's encoder in 0.79x the reference's time with sdpa, 1.09x
     # with math (2 threads); the parity tests run with the default

@@ -37,6 +37,10 @@ class SamPredictor(ImageState):
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.reset_image()
 
+    def reset_image(self) -> None:
+        super().reset_image()
+        self._decoder_cache = None  # the decoder's prepared image side (see _image_side)
+
     # -------------------------------------------------------------------------- the image
     def set_image(self, image, image_format: str = "RGB") -> None:
         """Encode an (H, W, 3) uint8 image. ``image_format`` says its channel order ("RGB" or
@@ -259,7 +263,7 @@ class SamPredictor(ImageState):
         sources = [self.features, *model.prompt_encoder.parameters(), *model.prompt_encoder.buffers(),
                    *model.mask_decoder.parameters(), *model.mask_decoder.buffers()]
         key = (tuple(_version(t) for t in sources), _autocast_state(self.device.type))
-        cache = getattr(self, "_decoder_cache", None)
+        cache = self._decoder_cache
         if cache is None or cache["key"] != key or len(cache["sources"]) != len(sources) or any(
             a is not b for a, b in zip(cache["sources"], sources)
         ):
