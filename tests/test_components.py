@@ -289,3 +289,37 @@ def test_layer_norm_2d_gives_the_formula_on_channels_last_memory_too():
     expected = norm.weight[:, None, None] * (x - mean) / torch.sqrt(var + norm.eps) + norm.bias[:, None, None]
     for got in (norm(x), norm(channels_last)):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_learners_decoder_or_transformer_subclass_runs_its_own_forward_through_the_predictor():
+    """The predictor hands a prepared image side only to our exact classes: a subclass that
+    overrides forward with the plain signature (as lessons 05 and 06 have learners write) is called
+    as written, and answers as a from-scratch decode."""
+    from sam_lab.modeling.mask_decoder import MaskDecoder
+    from sam_lab.modeling.two_way_transformer import TwoWayTransformer
+
+    calls = []
+
+    class LearnersDecoder(MaskDecoder):
+        def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output):
+            calls.append("decoder")
+            return super().forward(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output)
+
+    class LearnersTransformer(TwoWayTransformer):
+        def forward(self, image_embedding, image_pe, point_embedding):
+            calls.append("transformer")
+            return super().forward(image_embedding, image_pe, point_embedding)
+
+    for swap in ("decoder", "transformer"):
+        predictor = _tiny_predictor()
+        decoder = predictor.model.mask_decoder
+        if swap == "decoder":
+            decoder.__class__ = LearnersDecoder
+        else:
+            decoder.transformer.__class__ = LearnersTransformer
+        calls.clear()
+        for coords, labels in CLICKS:
+            _, scores, low_res = predictor.predict(coords, labels)
+            expected_low_res, expected_scores = _uncached(predictor, coords, labels)
+            assert np.array_equal(low_res, expected_low_res[0].numpy())
+        assert calls.count(swap) == 4  # two predicts, two from-scratch decodes

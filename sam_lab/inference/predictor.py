@@ -26,6 +26,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from ..modeling.mask_decoder import MaskDecoder
 from .image_state import ImageState
 from .transforms import ResizeLongestSide
 from .validation import check_flag, check_image, check_prompt_batch, check_prompt_set
@@ -253,7 +254,7 @@ class SamPredictor(ImageState):
     def _image_side(self, dense: torch.Tensor):
         """The current image's prompt-independent decoder work, kept from one prompt to the next:
         the dense positional encoding and, for prompts without a mask, the decoder's prepared image
-        side (``MaskDecoder.prepare_image``; None for a decoder without one, e.g. Meta's).
+        side (``MaskDecoder.prepare_image``; None for any other decoder class: Meta's, a learner's).
 
         It is recomputed whenever it could have changed: another image, any parameter or buffer of
         the prompt encoder or mask decoder replaced or changed in place (a swapped stage, an
@@ -269,15 +270,16 @@ class SamPredictor(ImageState):
         ):
             cache = {"key": key, "sources": sources, "dense_pe": model.prompt_encoder.get_dense_pe(), "side": None}
             self._decoder_cache = cache
-        prepare = getattr(model.mask_decoder, "prepare_image", None)
-        if prepare is None or not model.mask_decoder.shares_image_side(self.features, dense):
+        decoder = model.mask_decoder
+        # only our own decoder takes image_side (a learner's subclass may override forward without it)
+        if type(decoder) is not MaskDecoder or not decoder.shares_image_side(self.features, dense):
             return cache["dense_pe"], None
         # the shared dense prompt is a view of the no-mask vector: the same memory, unchanged,
         # means the same prompt (the cache holds `dense`, so its memory cannot be reused meanwhile)
         dense_key = (dense.untyped_storage().data_ptr(), dense.storage_offset(), dense.stride()[1:],
                      tuple(dense.shape[1:]), dense.dtype, _version(dense))
         if cache["side"] is None or cache["side"][0] != dense_key:
-            cache["side"] = (dense_key, dense, prepare(self.features, cache["dense_pe"], dense))
+            cache["side"] = (dense_key, dense, decoder.prepare_image(self.features, cache["dense_pe"], dense))
         return cache["dense_pe"], cache["side"][2]
 
 

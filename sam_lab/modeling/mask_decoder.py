@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from .layers import MLP, LayerNorm2d
-from .two_way_transformer import ImageSide
+from .two_way_transformer import ImageSide, TwoWayTransformer
 
 
 class MaskDecoder(nn.Module):
@@ -134,12 +134,12 @@ class MaskDecoder(nn.Module):
     ) -> Optional[ImageSide]:
         """The prompt-independent image work for ``forward(..., image_side=...)``: the image plus the
         dense prompt, flattened, and the transformer's first-block projections. None where it does
-        not apply: a mask prompt (its dense prompt differs per set), or a transformer without
-        ``prepare_image`` (one a learner wrote)."""
-        prepare = getattr(self.transformer, "prepare_image", None)
-        if prepare is None or not self.shares_image_side(image_embeddings, dense_prompt_embeddings):
+        not apply: a mask prompt (its dense prompt differs per set), or a transformer that is not
+        exactly our :class:`TwoWayTransformer` (a learner's own, or a subclass whose ``forward``
+        may not take ``image_side``)."""
+        if type(self.transformer) is not TwoWayTransformer or not self.shares_image_side(image_embeddings, dense_prompt_embeddings):
             return None
-        return prepare(image_embeddings + dense_prompt_embeddings[:1], image_pe[:1])
+        return self.transformer.prepare_image(image_embeddings + dense_prompt_embeddings[:1], image_pe[:1])
 
 
 def _same_for_every_prompt(dense: torch.Tensor) -> bool:
