@@ -269,6 +269,15 @@ def test_the_prepared_image_side_follows_weights_modules_and_images_that_change(
     fresh.__class__ = Learners
     answers_as_from_scratch()
     assert ran  # called by predict and by the from-scratch path, not bypassed
+    # a forward hook added after the image side was prepared still sees every call
+    predictor = _tiny_predictor(seed=1)
+    predictor.predict(coords, labels)  # prepares the first block's projections
+    t2i = predictor.model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
+    hooked = []
+    handle = t2i.register_forward_hook(lambda module, args, out: hooked.append(out.shape))
+    predictor.predict(coords, labels)
+    handle.remove()
+    assert len(hooked) == 1
     # another image
     predictor.set_image(np.full((90, 90, 3), 200, np.uint8))
     answers_as_from_scratch()

@@ -259,7 +259,7 @@ class SamPredictor(ImageState):
         It is recomputed whenever it could have changed: another image, any parameter or buffer of
         the prompt encoder or mask decoder replaced or changed in place (a swapped stage, an
         optimiser step, ``load_state_dict``; tensors count their in-place changes), or autocast
-        switched. Answers are the same as without it (tests/test_predictor.py)."""
+        switched. Answers are bit for bit those without it (tests/test_components.py)."""
         model = self.model
         sources = [self.features, *model.prompt_encoder.parameters(), *model.prompt_encoder.buffers(),
                    *model.mask_decoder.parameters(), *model.mask_decoder.buffers()]

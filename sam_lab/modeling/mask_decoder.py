@@ -122,7 +122,6 @@ class MaskDecoder(nn.Module):
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
 
-
     @staticmethod
     def shares_image_side(image_embeddings: torch.Tensor, dense_prompt_embeddings: torch.Tensor) -> bool:
         """One image for every prompt set and no mask prompt: the image side is then the same for

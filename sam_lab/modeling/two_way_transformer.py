@@ -86,7 +86,7 @@ class ImageSide:
     keys (1, hw, C) the image embedding plus the dense prompt, flattened; key_pe (1, hw, C) its
     positional encoding; keys_with_pe their sum. first_block: the first block's projections of the
     image, (token->image keys, token->image values, image->token queries) as (1, h, hw, d) heads,
-    or None when that block is not a :class:`TwoWayAttentionBlock` (a learner's own block)."""
+    or None when that block or its attentions are not exactly ours (a learner's own) or have hooks."""
 
     keys: torch.Tensor
     key_pe: torch.Tensor
@@ -140,7 +140,9 @@ class TwoWayAttentionBlock(nn.Module):
         t2i, i2t = self.cross_attn_token_to_image, self.cross_attn_image_to_token
         q = queries + query_pe
         image_queries = None
-        if image_side is not None and image_side.first_block is not None:
+        # (prepared projections are used only while both attentions are still plain: a hook added
+        # or a class swapped since the image side was prepared sends them through forward again)
+        if image_side is not None and image_side.first_block is not None and _plain(t2i) and _plain(i2t):
             image_keys, image_values, image_queries = image_side.first_block
             attn = t2i.attend_heads(t2i.queries(q), image_keys, image_values)
         else:
