@@ -14,7 +14,11 @@ Rows (targets in brackets):
                             generator's defaults; the issue wants real objects kept)
 
 Prints a markdown table with each target and its gap; ``--out`` writes the numbers as JSON
-(atomically). Runs on 2 threads unless ``--threads`` says otherwise.
+(atomically), with diagnostics that separate the IoU head from the ambiguity of a click: the share
+of targets whose click lies in no other mask, the predicted pick and the IoU Pearson on those,
+and both scored against whichever level containing the click matches best, and the mIoU the
+low-res mask size allows (the ground truth through it and back). Runs on 2 threads
+unless ``--threads`` says otherwise.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from pathlib import Path
 import torch
 
 from sam_lab import SamPredictor, build_sam, load_model
+from sam_lab.config import override_config
 from sam_lab.evaluation import SamplePhotos, evaluate_boxes, evaluate_interactive, grid_filter_survivors, iou_calibration
 from sam_lab.training.data import SyntheticShapes
 from sam_lab.weights import load_checkpoint, write_atomically
@@ -38,6 +43,24 @@ TARGETS = {  # metric -> (target, "min" if higher is better else "max")
     "photos_oracle": (0.8, "min"),
     "photos_box": (0.85, "min"),
 }
+
+
+def low_res_ceiling(dataset, low_res: int) -> float:
+    """Mean IoU of the ground truth after a round trip through a low_res x low_res logit map (area
+    downsampling, then the predictor's bilinear upsampling and threshold at 0): the best 1-click
+    mIoU a model with that mask resolution could reach."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from sam_lab.inference.masks import mask_iou
+
+    ious = []
+    for i in range(len(dataset)):
+        masks = torch.as_tensor(dataset[i]["masks"])[:, None].float()
+        coverage = F.interpolate(masks, (low_res, low_res), mode="area") - 0.5
+        back = F.interpolate(coverage, masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0
+        ious.extend(mask_iou(back.numpy(), masks[:, 0].bool().numpy()).tolist())
+    return float(np.mean(ious))
 
 
 def measure(model, images: int, grid: int = 32) -> dict:
@@ -61,6 +84,13 @@ def measure(model, images: int, grid: int = 32) -> dict:
         "synthetic_noc90": interactive.noc90,
         "synthetic_iou_after_5_10_20": [float(interactive.iou_per_click[k]) for k in (4, 9, 19)],
         "synthetic_iou_pearson": calibration["pearson"],
+        # diagnostics, not targets: how much of the predicted pick's gap is the click's ambiguity
+        "synthetic_unambiguous_share": interactive.unambiguous_share,
+        "synthetic_predicted_unambiguous": interactive.miou_1click_predicted_unambiguous,
+        "synthetic_predicted_any_object": interactive.miou_1click_predicted_any_object,
+        "synthetic_iou_pearson_unambiguous": calibration["pearson_unambiguous"],
+        "synthetic_iou_pearson_any_object": calibration["pearson_any_object"],
+        "synthetic_low_res_ceiling": low_res_ceiling(synthetic, 4 * model.prompt_encoder.image_embedding_size[0]),
         "photos_targets": photo_clicks.num_targets,
         "photos_oracle": photo_clicks.miou_1click_oracle,
         "photos_predicted": photo_clicks.miou_1click_predicted,
@@ -78,6 +108,14 @@ def table(result: dict) -> str:
         value = result[key]
         met = value >= target if kind == "min" else value <= target
         lines.append(f"| {key} | {value:.3f} | {'≥' if kind == 'min' else '≤'} {target} | {'yes' if met else f'no (gap {abs(value - target):.3f})'} |")
+    if "synthetic_unambiguous_share" in result:
+        lines.append(f"| (diagnostic) clicks in no other mask | {result['synthetic_unambiguous_share']:.3f} of targets | | |")
+        lines.append(f"| (diagnostic) predicted pick on those / against any level containing the click | "
+                     f"{result['synthetic_predicted_unambiguous']:.3f} / {result['synthetic_predicted_any_object']:.3f} | | |")
+        lines.append(f"| (diagnostic) IoU Pearson on those / against any level containing the click | "
+                     f"{result['synthetic_iou_pearson_unambiguous']:.3f} / {result['synthetic_iou_pearson_any_object']:.3f} | | |")
+    if "synthetic_low_res_ceiling" in result:
+        lines.append(f"| (diagnostic) ground truth through the low-res mask size and back | mean IoU {result['synthetic_low_res_ceiling']:.3f} | | |")
     for name, f in result["grid_filters"].items():
         lines.append(f"| generator filters on {name}() | {f['survivors']} of {f['candidates']} kept "
                      f"(best stability {f['best_stability']:.2f}, best predicted IoU {f['best_predicted_iou']:.2f}) | > 0 | "
@@ -89,12 +127,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="a tiny checkpoint (default: the shipped weights)")
     parser.add_argument("--images", type=int, default=100, help="unseen synthetic images (seed 10000)")
+    parser.add_argument("--config-overrides", default="", help="the run's --config-overrides, for --weights of another size")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the numbers to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.weights:
-        model = build_sam("tiny")
+        model = build_sam(override_config("tiny", args.config_overrides))
         load_checkpoint(model, args.weights)
         model.eval()
     else:

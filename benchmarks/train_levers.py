@@ -36,6 +36,7 @@ from sam_lab.weights import write_atomically
 
 BASE = dict(config="tiny", batch_size=2, masks_per_image=8, lr=4e-3, warmup=50, num_images=600,
             milestones=[10.0, 10.0], steps=100_000, checkpoint_every=100_000, attention="sdpa", threads=2)
+R1_RECIPE = {"rounds": 1, "error_points": 0, "lr": 1e-3, "decoder_init": "tied_qk", "focal_alpha": 0.5, "augment": True}
 LEVERS = {
     "baseline": {},  # the paper's description: every round backpropagated, focal alpha 0.25
     "last_round": {"grad_rounds": "last"},
@@ -55,6 +56,20 @@ LEVERS = {
     "r1_lr1e-3_tied_qk": {"rounds": 1, "error_points": 0, "lr": 1e-3, "decoder_init": "tied_qk"},
     "r1_lr1e-3_alpha_half": {"rounds": 1, "error_points": 0, "lr": 1e-3, "focal_alpha": 0.5},
     "mae_init": {"init_encoder": None},  # the encoder from sam_lab.training.mae (--mae-encoder PATH)
+    # model sizes and supervision per step, on the shipped recipe's first stage (lr 1e-3, tied_qk,
+    # focal alpha 0.5, --augment); measured with --minutes 8 --eval-images 40 --max-clicks 1
+    "r1_recipe": R1_RECIPE,
+    "r1_patch8": {**R1_RECIPE, "config_overrides": "image_encoder.patch_size=8"},  # 32x32 tokens
+    "r1_width192": {**R1_RECIPE, "config_overrides": "image_encoder.embed_dim=192, image_encoder.num_heads=8"},
+    "r1_depth8": {**R1_RECIPE, "config_overrides": "image_encoder.depth=8, image_encoder.global_attn_indexes=(1, 3, 5, 7)"},
+    "r1_decoder128": {**R1_RECIPE, "config_overrides": "image_encoder.out_chans=128, prompt_encoder.embed_dim=128, "
+                      "mask_decoder.transformer_dim=128, mask_decoder.transformer_mlp_dim=512, mask_decoder.iou_head_hidden_dim=128"},
+    "r1_masks16": {**R1_RECIPE, "masks_per_image": 16},
+    "r1_iou_weight4": {**R1_RECIPE, "iou_weight": 4.0},
+    # the two model levers that led at 8 minutes, each with 16 masks per image; measured with --minutes 12
+    "r1_patch8_masks16": {**R1_RECIPE, "masks_per_image": 16, "config_overrides": "image_encoder.patch_size=8"},
+    "r1_depth8_masks16": {**R1_RECIPE, "masks_per_image": 16,
+                          "config_overrides": "image_encoder.depth=8, image_encoder.global_attn_indexes=(1, 3, 5, 7)"},
 }
 
 
@@ -90,7 +105,7 @@ def run(name: str, minutes: float, out: Path, eval_images: int, mae_encoder=None
         "miou1_oracle": metrics.miou_1click_oracle,
         "miou1_predicted": metrics.miou_1click_predicted,
         "noc90": metrics.noc90 if max_clicks > 1 else None,
-        "iou_pearson": iou_calibration(SamPredictor(model), test)["pearson"] if max_clicks > 1 else None,
+        "iou_pearson": iou_calibration(SamPredictor(model), test)["pearson"],
         "targets": metrics.num_targets,
         "eval_images": eval_images,
         "max_clicks": max_clicks,

@@ -138,6 +138,42 @@ def get_config(name_or_config) -> SamConfig:
     return CONFIGS[key]
 
 
+def override_config(config, changes: str) -> SamConfig:
+    """A copy of ``config`` (a name or a :class:`SamConfig`) with fields changed by a string such
+    as ``"image_encoder.patch_size=8, image_encoder.global_attn_indexes=(1, 3)"``: comma-separated
+    ``stage.field=value`` items, values as Python literals. An empty string changes nothing. Used
+    by the training commands (``--config-overrides``) to compare model sizes at equal budget."""
+    import ast
+
+    cfg = get_config(config)
+    if not isinstance(changes, str):
+        raise TypeError(f"changes: expected a string like 'image_encoder.depth=6', got {type(changes).__name__}")
+    # split on commas outside brackets, so tuples stay whole
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(changes + ","):
+        depth += ch in "([" and 1 or 0
+        depth -= ch in ")]" and 1 or 0
+        if ch == "," and depth == 0:
+            if changes[start:i].strip():
+                items.append(changes[start:i].strip())
+            start = i + 1
+    stages = ("image_encoder", "prompt_encoder", "mask_decoder")
+    for item in items:
+        key, sep, value = item.partition("=")
+        stage, dot, name = key.strip().partition(".")
+        if not sep or not dot or stage not in stages:
+            raise ValueError(f"changes: expected items 'stage.field=value' with stage in {stages}, got {item!r}")
+        sub = getattr(cfg, stage)
+        if name not in sub.__dataclass_fields__:
+            raise ValueError(f"changes: {stage} has no field {name!r}; its fields are {sorted(sub.__dataclass_fields__)}")
+        try:
+            parsed = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ValueError(f"changes: the value of {key.strip()} must be a Python literal, got {value.strip()!r}") from None
+        cfg = replace(cfg, **{stage: replace(sub, **{name: parsed})})
+    return cfg
+
+
 #: stage -> its parent stage (the sub-stages are built inside our parent class; "" = top level)
 STAGE_PARENTS: Dict[str, str] = {
     "image_encoder": "",

@@ -147,6 +147,25 @@ def test_inconsistent_config_widths_are_refused():
         build_sam(bad)
 
 
+def test_config_overrides_change_the_named_fields_and_name_bad_items():
+    from sam_lab.config import TINY, override_config
+
+    cfg = override_config("tiny", "image_encoder.depth=8, image_encoder.global_attn_indexes=(1, 3, 5, 7), mask_decoder.iou_head_hidden_dim=32")
+    assert cfg.image_encoder.depth == 8 and cfg.image_encoder.global_attn_indexes == (1, 3, 5, 7)
+    assert cfg.mask_decoder.iou_head_hidden_dim == 32
+    assert cfg.image_encoder.embed_dim == TINY.image_encoder.embed_dim and TINY.image_encoder.depth == 4  # a copy
+    assert override_config(TINY, "") == TINY
+    model = build_sam(override_config("tiny", "image_encoder.patch_size=8"))
+    assert model.prompt_encoder.image_embedding_size == (32, 32)  # the finer token grid reaches the decoder
+    assert len(model.image_encoder.blocks) == 4
+    with pytest.raises(ValueError, match="image_encoder has no field 'width'"):
+        override_config("tiny", "image_encoder.width=8")
+    with pytest.raises(ValueError, match="stage.field=value"):
+        override_config("tiny", "depth=8")
+    with pytest.raises(ValueError, match="Python literal"):
+        override_config("tiny", "image_encoder.depth=eight")
+
+
 def test_registry_builds_each_variant_by_name():
     from sam_lab import sam_model_registry
 

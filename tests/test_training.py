@@ -226,6 +226,20 @@ def test_iou_head_calibration_changes_only_the_iou_head(tmp_path):
         train(_cfg(tmp_path / "x", steps=1, train_only="decoder"), resume=False, progress=False)
 
 
+def test_training_builds_the_overridden_config_and_weighs_the_iou_head(tmp_path):
+    from sam_lab.training.train import train
+
+    run = train(_cfg(tmp_path / "p8", steps=1, config_overrides="image_encoder.patch_size=8"), resume=False, progress=False)
+    assert run["model"].prompt_encoder.image_embedding_size == (32, 32)
+    # iou_weight scales the IoU head's term only: with 0 its parameters get no gradient
+    torch.manual_seed(1)
+    before = dict(build_sam("tiny").named_parameters())
+    after = dict(train(_cfg(tmp_path / "w0", steps=1, iou_weight=0.0, weight_decay=0.0), resume=False, progress=False)["model"].named_parameters())
+    head = [k for k in before if k.startswith("mask_decoder.iou_prediction_head.")]
+    assert head and all(torch.equal(before[k], after[k]) for k in head)
+    assert not torch.equal(before["mask_decoder.output_upscaling.0.weight"], after["mask_decoder.output_upscaling.0.weight"])
+
+
 def test_two_process_data_parallel_training_keeps_replicas_identical(tmp_path):
     env = dict(os.environ, SAM_LAB_DDP_BACKEND="gloo", OMP_NUM_THREADS="1")
     command = [

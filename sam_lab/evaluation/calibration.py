@@ -23,22 +23,36 @@ from .interactive import farthest_from_boundary
 def iou_calibration(predictor, dataset, num_images=None) -> Dict[str, float]:
     """Pearson r of predicted and true IoU over every 1-click multimask candidate (a click at
     the point farthest from each mask's boundary). Returns ``pearson``, ``mean_abs_error``,
-    ``count``."""
+    ``count``, and two views that separate the IoU head from the ambiguity of a click:
+    ``pearson_unambiguous`` over the targets whose click lies in no other mask of the image, and
+    ``pearson_any_object`` with each candidate's true IoU taken against the best-matching mask
+    that contains the click (a part, its whole: any right answer, as the mask generator needs)."""
     from ..inference.masks import mask_iou
 
-    predicted, true = [], []
+    predicted, true, any_object, unambiguous = [], [], [], []
     count = len(dataset) if num_images is None else min(num_images, len(dataset))
     for index in range(count):
         item = dataset[index]
         predictor.set_image(item["image"])
         for mask in item["masks"]:
-            masks, scores, _ = predictor.predict(point_coords=farthest_from_boundary(mask)[None],
-                                                 point_labels=np.array([1]), multimask_output=True)
+            click = farthest_from_boundary(mask)
+            masks, scores, _ = predictor.predict(point_coords=click[None], point_labels=np.array([1]), multimask_output=True)
+            containing = item["masks"][:, int(click[1]), int(click[0])]
             predicted.extend(scores.tolist())
             true.extend(mask_iou(masks, mask[None]).tolist())
-    predicted, true = np.asarray(predicted), np.asarray(true)
-    return {"pearson": float(np.corrcoef(predicted, true)[0, 1]),
-            "mean_abs_error": float(np.abs(predicted - true).mean()), "count": int(len(true))}
+            any_object.extend(mask_iou(masks[:, None], item["masks"][containing][None]).max(axis=1).tolist())
+            unambiguous.extend([int(containing.sum()) == 1] * len(scores))
+    predicted, true, any_object = np.asarray(predicted), np.asarray(true), np.asarray(any_object)
+    unambiguous = np.asarray(unambiguous, dtype=bool)
+
+    def pearson(a, b):
+        return float(np.corrcoef(a, b)[0, 1]) if len(a) > 1 else float("nan")
+
+    return {"pearson": pearson(predicted, true),
+            "mean_abs_error": float(np.abs(predicted - true).mean()), "count": int(len(true)),
+            "pearson_unambiguous": pearson(predicted[unambiguous], true[unambiguous]),
+            "pearson_any_object": pearson(predicted, any_object),
+            "unambiguous_count": int(unambiguous.sum())}
 
 
 @torch.no_grad()

@@ -54,6 +54,28 @@ class InteractiveResult:
     iou_per_click: np.ndarray  # (max_clicks,) mean IoU after k clicks
     num_targets: int
     per_target_noc90: List[int] = field(default_factory=list)
+    # per target, at the first click: does it also lie inside another of the image's masks (a part
+    # or a whole of the same object)? Then every level is a right answer, and the predicted pick
+    # can only guess which one the target is.
+    first_click_ambiguous: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # per target, the predicted pick's IoU with the best-matching mask that contains the click
+    first_click_any_object: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    first_click_predicted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the pick's IoU with the target
+
+    @property
+    def unambiguous_share(self) -> float:
+        return float(np.mean(~self.first_click_ambiguous)) if len(self.first_click_ambiguous) else float("nan")
+
+    @property
+    def miou_1click_predicted_unambiguous(self) -> float:
+        """The predicted pick's 1-click mIoU over targets whose click lies in no other mask."""
+        keep = ~self.first_click_ambiguous
+        return float(self.first_click_predicted[keep].mean()) if keep.any() else float("nan")
+
+    @property
+    def miou_1click_predicted_any_object(self) -> float:
+        """The predicted pick scored against whichever level containing the click it matches best."""
+        return float(self.first_click_any_object.mean()) if len(self.first_click_any_object) else float("nan")
 
     def summary(self) -> str:
         return (
@@ -78,7 +100,7 @@ def evaluate_interactive(
     from tqdm.auto import tqdm
 
     count = len(dataset) if num_images is None else min(num_images, len(dataset))
-    ious_all, oracle_first, noc85, noc90 = [], [], [], []
+    ious_all, oracle_first, noc85, noc90, ambiguous, any_object = [], [], [], [], [], []
     for index in tqdm(range(count), disable=not progress, desc="interactive eval"):
         item = dataset[index]
         keep = [k for k in range(len(item["masks"])) if levels is None or item["level"][k] in levels]
@@ -105,6 +127,11 @@ def evaluate_interactive(
             ious[:, k] = candidate_iou[np.arange(T), best]
             if k == 0:
                 oracle_first.extend(candidate_iou.max(axis=1).tolist())
+                for t in range(T):
+                    x, y = int(clicks[t][0][0]), int(clicks[t][0][1])
+                    containing = item["masks"][:, y, x]  # every mask of the image, not only the kept levels
+                    ambiguous.append(int(containing.sum()) > 1)
+                    any_object.append(float(mask_iou(chosen[t][None], item["masks"][containing]).max()))
             mask_input = low_res[torch.arange(T), torch.as_tensor(best)][:, None]
             for t in range(T):
                 nxt = next_eval_click(chosen[t], gts[t])
@@ -125,6 +152,9 @@ def evaluate_interactive(
         iou_per_click=ious_all.mean(axis=0) if len(ious_all) else np.zeros(max_clicks),
         num_targets=len(ious_all),
         per_target_noc90=noc90,
+        first_click_ambiguous=np.asarray(ambiguous, dtype=bool),
+        first_click_any_object=np.asarray(any_object, dtype=float),
+        first_click_predicted=ious_all[:, 0].copy(),
     )
 
 

@@ -119,6 +119,7 @@ def simulate_training_episode(
     single_output: bool = False,
     grad_rounds: str = "all",
     focal_alpha: float = 0.25,
+    iou_weight: float = 1.0,
 ) -> Dict[str, torch.Tensor]:
     """Run the 11-round simulation for a batch and return the averaged loss.
 
@@ -173,7 +174,7 @@ def simulate_training_episode(
             low_res, iou_pred = model.decode(embeddings, coords, labels, boxes, mask_inputs, multimask_output=multimask)
             # the loss is taken at the low-res mask size against the area-downsampled target:
             # 16x cheaper than at full size, and what the decoder actually predicts
-            out = sam_loss(low_res, iou_pred, gt_low, focal_alpha=focal_alpha)
+            out = sam_loss(low_res, iou_pred, gt_low, iou_weight=iou_weight, focal_alpha=focal_alpha)
         if round_index in graded:
             losses.append(out["loss"])
         # feed back the low-res logits of the mask the model itself rates best

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..build import build_sam
+from ..config import override_config
 from ..inference.transforms import ResizeLongestSide
 from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
 from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
@@ -46,6 +47,7 @@ TRAIN_ONLY = ("all", "iou_head")
 @dataclass
 class TrainConfig:
     config: str = "tiny"  # model config name
+    config_overrides: str = ""  # e.g. "image_encoder.patch_size=8": see sam_lab.config.override_config
     steps: int = 4000  # optimiser steps
     batch_size: int = 4  # images per step (per process)
     masks_per_image: int = 4  # prompted masks per image (the paper samples up to 64 per GPU)
@@ -68,6 +70,7 @@ class TrainConfig:
     milestones: List[float] = field(default_factory=lambda: [2 / 3, 0.963])
     grad_rounds: str = "all"  # rounds the loss backpropagates through: all | first_last | last
     focal_alpha: float = 0.25  # weight of the focal loss's positives (RITM uses 0.5)
+    iou_weight: float = 1.0  # weight of the IoU head's MSE against the mask loss (the paper's 1)
     rounds: int = 11  # prompting rounds per mask (the paper's 11; 1 = the first prompt only)
     error_points: int = 8  # of rounds 2..rounds, how many add an error-region point (the paper's 8)
     first_prompt_steps: int = 0  # the first N steps train the first prompt only (1 round): a cheap warm-up
@@ -252,7 +255,7 @@ def train(
     device = torch.device(cfg.device)
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
-    model = build_sam(cfg.config)
+    model = build_sam(override_config(cfg.config, cfg.config_overrides))
     if cfg.init:
         load_checkpoint(model, cfg.init)
     if cfg.init_encoder:
@@ -306,7 +309,7 @@ def train(
                 model, embeddings.repeat_interleave(M, dim=0), targets.flatten(0, 1), rng,
                 num_rounds=1 if first_prompt_only else cfg.rounds,
                 num_points=0 if first_prompt_only else cfg.error_points,
-                single_output=cfg.single_output, grad_rounds=cfg.grad_rounds, focal_alpha=cfg.focal_alpha,
+                single_output=cfg.single_output, grad_rounds=cfg.grad_rounds, focal_alpha=cfg.focal_alpha, iou_weight=cfg.iou_weight,
             )
             optimizer.zero_grad(set_to_none=True)
             episode["loss"].backward()
@@ -377,7 +380,9 @@ def main(argv=None) -> None:
         test = SyntheticShapes(eval_images, seed=cfg.seed + 10_000, image_size=model.image_encoder.img_size)
         metrics = evaluate_interactive(SamPredictor(model), test, progress=True, multimask=not cfg.single_output)
         print(metrics.summary())
-        summary = {"train_seconds": result["seconds"], **{k: v for k, v in asdict(metrics).items() if k != "per_target_noc90"}}
+        summary = {"train_seconds": result["seconds"], **{k: v for k, v in asdict(metrics).items() if not isinstance(v, (list, np.ndarray))}}
+        summary["miou_1click_predicted_unambiguous"] = metrics.miou_1click_predicted_unambiguous
+        summary["miou_1click_predicted_any_object"] = metrics.miou_1click_predicted_any_object
         summary["iou_per_click"] = [round(float(x), 4) for x in metrics.iou_per_click]
         text = json.dumps(summary, indent=2)
         write_atomically(Path(cfg.out) / "metrics.json", lambda temp: Path(temp).write_text(text))
