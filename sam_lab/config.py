@@ -144,19 +144,13 @@ def override_config(config, changes: str) -> SamConfig:
     ``stage.field=value`` items, values as Python literals. An empty string changes nothing. Used
     by the training commands (``--config-overrides``) to compare model sizes at equal budget."""
     import ast
+    import re
 
     cfg = get_config(config)
     if not isinstance(changes, str):
         raise TypeError(f"changes: expected a string like 'image_encoder.depth=6', got {type(changes).__name__}")
-    # split on commas outside brackets, so tuples stay whole
-    items, depth, start = [], 0, 0
-    for i, ch in enumerate(changes + ","):
-        depth += ch in "([" and 1 or 0
-        depth -= ch in ")]" and 1 or 0
-        if ch == "," and depth == 0:
-            if changes[start:i].strip():
-                items.append(changes[start:i].strip())
-            start = i + 1
+    # a comma starts a new item only where "stage.field=" follows, so tuples stay whole
+    items = [item.strip() for item in re.split(r",(?=\s*\w+\.\w+\s*=)", changes) if item.strip()]
     stages = ("image_encoder", "prompt_encoder", "mask_decoder")
     for item in items:
         key, sep, value = item.partition("=")

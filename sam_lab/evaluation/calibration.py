@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..inference.amg import stability_score
-from .interactive import farthest_from_boundary
+from .interactive import farthest_from_boundary, masks_at
 
 
 @torch.no_grad()
@@ -37,7 +37,7 @@ def iou_calibration(predictor, dataset, num_images=None) -> Dict[str, float]:
         for mask in item["masks"]:
             click = farthest_from_boundary(mask)
             masks, scores, _ = predictor.predict(point_coords=click[None], point_labels=np.array([1]), multimask_output=True)
-            containing = item["masks"][:, int(click[1]), int(click[0])]
+            containing = masks_at(item["masks"], click)
             predicted.extend(scores.tolist())
             true.extend(mask_iou(masks, mask[None]).tolist())
             any_object.extend(mask_iou(masks[:, None], item["masks"][containing][None]).max(axis=1).tolist())

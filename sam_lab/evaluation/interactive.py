@@ -33,6 +33,12 @@ def farthest_from_boundary(region: np.ndarray) -> np.ndarray:
     return np.array([x, y], dtype=np.float64)
 
 
+def masks_at(masks: np.ndarray, click) -> np.ndarray:
+    """(K,) bool: which of an image's masks (K, H, W) contain the click (x, y). More than one
+    means the click is ambiguous: it lies in a part and in its whole."""
+    return masks[:, int(click[1]), int(click[0])]
+
+
 def next_eval_click(pred: np.ndarray, gt: np.ndarray):
     """The evaluation protocol's next click: farthest from the error region's boundary."""
     error = pred != gt
@@ -128,8 +134,7 @@ def evaluate_interactive(
             if k == 0:
                 oracle_first.extend(candidate_iou.max(axis=1).tolist())
                 for t in range(T):
-                    x, y = int(clicks[t][0][0]), int(clicks[t][0][1])
-                    containing = item["masks"][:, y, x]  # every mask of the image, not only the kept levels
+                    containing = masks_at(item["masks"], clicks[t][0])  # every mask of the image, not only the kept levels
                     ambiguous.append(int(containing.sum()) > 1)
                     any_object.append(float(mask_iou(chosen[t][None], item["masks"][containing]).max()))
             mask_input = low_res[torch.arange(T), torch.as_tensor(best)][:, None]
