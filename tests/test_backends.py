@@ -137,3 +137,87 @@ def test_bf16_autocast_on_cuda_stays_close_to_fp32():
 def test_unknown_variant_for_our_backend_is_named():
     with pytest.raises(ValueError, match="variant: expected one of"):
         build.build_model("vit_xl")
+
+
+def test_the_rel_pos_bias_is_written_row_by_row_so_its_reshape_copies_nothing():
+    """The broadcast sum of the two einsum results used to inherit their permuted strides, and
+    the reshape to (B, N, N) then copied the whole bias through a transposition (a quarter of
+    ViT-B's CPU encode). It is a view now, and ``out=`` writes into the caller's buffer."""
+    from sam_lab.modeling.positional_encoding import decomposed_rel_pos_bias
+
+    torch.manual_seed(0)
+    q = torch.randn(6, 5 * 7, 8)
+    rel_h, rel_w = torch.randn(2 * 5 - 1, 8), torch.randn(2 * 7 - 1, 8)
+    bias = decomposed_rel_pos_bias(q, rel_h, rel_w, (5, 7), (5, 7))
+    assert bias.shape == (6, 35, 35) and bias.is_contiguous()
+    # against the definition: bias[b, (qy, qx), (ky, kx)] = q . R_h[qy - ky] + q . R_w[qx - kx]
+    b, qy, qx, ky, kx = 3, 4, 1, 0, 6
+    row = q[b, qy * 7 + qx]
+    expected = row @ rel_h[qy - ky + 4] + row @ rel_w[qx - kx + 6]
+    assert torch.allclose(bias[b, qy * 7 + qx, ky * 7 + kx], expected, atol=1e-5)
+    buffer = torch.full((6, 35, 35), float("nan"))
+    written = decomposed_rel_pos_bias(q, rel_h, rel_w, (5, 7), (5, 7), out=buffer)
+    assert written.data_ptr() == buffer.data_ptr() and torch.equal(written, bias)
+
+
+def test_encoder_blocks_share_one_bias_buffer_without_autograd_only():
+    """Inside the encoder's forward, without autograd, every block's attention bias goes into
+    one buffer (a fresh 805 MB buffer per ViT-B global block costs ~0.3 s of page faults);
+    with autograd each block keeps its own, since the backward pass reads it. Same numbers both
+    ways, same gradients as a model whose blocks never share, and nothing kept afterwards."""
+    from sam_lab.modeling import kernels
+    from sam_lab.modeling.kernels import bias_buffer, shared_bias_buffer
+
+    model = build_sam("tiny")
+    torch.manual_seed(0)
+    for block in model.image_encoder.blocks:  # non-zero relative positions, so the bias matters
+        torch.nn.init.normal_(block.attn.rel_pos_h, std=0.5)
+        torch.nn.init.normal_(block.attn.rel_pos_w, std=0.5)
+    x = torch.randn(1, 3, 256, 256)
+    handed = []
+    real = kernels.bias_buffer
+
+    def spy(shape, dtype, device):
+        out = real(shape, dtype, device)
+        handed.append(None if out is None else out.data_ptr())
+        return out
+
+    import sam_lab.modeling.attention as attention_module
+
+    attention_module.bias_buffer = spy
+    try:
+        with torch.no_grad():
+            shared = model.image_encoder(x)
+        no_grad_calls = list(handed)
+        handed.clear()
+        x_grad = x.clone().requires_grad_(True)
+        with_grad = model.image_encoder(x_grad)
+    finally:
+        attention_module.bias_buffer = real
+    assert len(no_grad_calls) == len(model.image_encoder.blocks) and None not in no_grad_calls
+    # one buffer: replaced only when a larger bias comes (the first global block), then shared
+    grows = [i for i in range(1, len(no_grad_calls)) if no_grad_calls[i] != no_grad_calls[i - 1]]
+    assert len(set(no_grad_calls)) <= 2 and len(grows) <= 1
+    assert handed == [None] * len(model.image_encoder.blocks)
+    assert (shared - with_grad).abs().max() < 1e-4  # the kernel differs with autograd on
+    assert bias_buffer((2, 3, 3), torch.float32, "cpu") is None  # outside the encoder's block
+    with shared_bias_buffer(), torch.enable_grad():
+        assert bias_buffer((2, 3, 3), torch.float32, "cpu") is None
+    # gradients flow as without sharing: compare with the bias built fresh each time
+    with_grad.square().sum().backward()
+    grad = x_grad.grad.clone()
+    x_plain = x.clone().requires_grad_(True)
+    attention_module.bias_buffer = lambda shape, dtype, device: None
+    try:
+        model.image_encoder(x_plain).square().sum().backward()
+    finally:
+        attention_module.bias_buffer = real
+    assert torch.allclose(grad, x_plain.grad, atol=1e-5)
+    with torch.no_grad():  # and without autograd, bit for bit what fresh biases give
+        attention_module.bias_buffer = lambda shape, dtype, device: None
+        try:
+            fresh = model.image_encoder(x)
+        finally:
+            attention_module.bias_buffer = real
+    assert torch.equal(shared, fresh)
+    assert getattr(kernels._state, "buffers", None) is None

@@ -235,6 +235,9 @@ def test_the_prepared_image_side_gives_the_same_numbers_and_is_computed_once_per
     first = predictor.model.mask_decoder.transformer.layers[0]
     calls = []
     hook = first.cross_attn_token_to_image.k_proj.register_forward_hook(lambda m, a, o: calls.append(a[0].shape))
+    predictor.set_image(np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    hw = predictor.features.shape[-2] * predictor.features.shape[-1]
+    assert [shape[-2] for shape in calls] == [hw]  # set_image prepared the image side: no click waits for it
     for coords, labels in CLICKS * 2:
         _, scores, low_res = predictor.predict(coords, labels)
         expected_low_res, expected_scores = _uncached(predictor, coords, labels)
@@ -243,7 +246,6 @@ def test_the_prepared_image_side_gives_the_same_numbers_and_is_computed_once_per
     hook.remove()
     # the image's keys are projected once for the four prompts (the _uncached calls add one each);
     # the tokens' keys are projected once per prompt by the other attention, not this one
-    hw = predictor.features.shape[-2] * predictor.features.shape[-1]
     assert [shape for shape in calls if shape[-2] == hw].count(torch.Size([1, hw, first.cross_attn_token_to_image.embedding_dim])) == 1 + 4
 
 

@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .kernels import attend
+from .kernels import attend, bias_buffer
 from .positional_encoding import decomposed_rel_pos_bias
 
 
@@ -59,8 +59,9 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # each (B, h, N, d)
         bias = None
         if self.use_rel_pos:
+            buffer = bias_buffer((B * h, N, N), q.dtype, q.device)  # None unless the encoder shares one
             bias = decomposed_rel_pos_bias(
-                q.reshape(B * h, N, d), self.rel_pos_h, self.rel_pos_w, (H, W), (H, W)
+                q.reshape(B * h, N, d), self.rel_pos_h, self.rel_pos_w, (H, W), (H, W), out=buffer
             ).view(B, h, N, N)
         out = attend(q, k, v, bias, name="image_encoder")  # (B, h, N, d)
         out = out.permute(0, 2, 1, 3).reshape(B, H, W, D)  # heads side by side again

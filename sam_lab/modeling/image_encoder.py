@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from .attention import Attention
+from .kernels import shared_bias_buffer
 from .layers import LayerNorm2d, MLPBlock, make_stage
 from .patching import PatchEmbed, window_partition, window_unpartition
 from .positional_encoding import resize_absolute_pos_embed
@@ -149,6 +150,7 @@ class ImageEncoder(nn.Module):
         x = self.patch_embed(x)  # (B, h, w, D)
         if self.pos_embed is not None:
             x = x + resize_absolute_pos_embed(self.pos_embed, x.shape[1:3])
-        for blk in self.blocks:
-            x = blk(x)
+        with shared_bias_buffer():  # without autograd, the blocks' attention biases share memory
+            for blk in self.blocks:
+                x = blk(x)
         return self.neck(x.permute(0, 3, 1, 2))  # (B, out_chans, h, w)

@@ -86,6 +86,36 @@ def record_attention() -> Iterator[AttentionRecord]:
         _state.record = previous
 
 
+@contextlib.contextmanager
+def shared_bias_buffer() -> Iterator[None]:
+    """Inside the block, attention biases of one dtype are written into one reused buffer, as
+    large as the largest of them (see :func:`bias_buffer`). The image encoder opens it around its blocks when no
+    gradient is recorded: each global block of ViT-B builds a 12 x 4096 x 4096 bias (805 MB), and a
+    fresh buffer of that size costs ~0.3 s of page faults on CPU every time, more than filling it.
+    The buffer is dropped when the block ends, so nothing stays allocated after the forward."""
+    previous = getattr(_state, "buffers", None)
+    _state.buffers = {} if previous is None else previous
+    try:
+        yield
+    finally:
+        if previous is None:
+            _state.buffers = None
+
+
+def bias_buffer(shape, dtype: torch.dtype, device: torch.device) -> Optional[torch.Tensor]:
+    """A reusable uninitialised tensor for an attention bias, or None: outside
+    :func:`shared_bias_buffer`, or while autograd records (a bias saved for the backward pass must
+    not be overwritten by the next block's)."""
+    buffers = getattr(_state, "buffers", None)
+    if buffers is None or torch.is_grad_enabled():
+        return None
+    key, numel = (dtype, torch.device(device)), math.prod(shape)
+    if key not in buffers or buffers[key].numel() < numel:
+        buffers.pop(key, None)  # free the smaller one first: one buffer, the largest asked for
+        buffers[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buffers[key][:numel].view(shape)  # windowed and global blocks take turns in it
+
+
 # the CPU shape rule of the "sdpa" kernel (measured with 1 and 2 threads, torch 2.14: against 7
 # keys the fused kernel takes 6.5 ms for 8 heads x 4096 queries, the layout below 1.2-1.7 ms; from
 # 16 keys on the fused kernel wins, and below ~64 queries neither matters)

@@ -68,11 +68,13 @@ def decomposed_rel_pos_bias(
     rel_pos_w: torch.Tensor,
     q_hw: Tuple[int, int],
     k_hw: Tuple[int, int],
+    out: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """The additive attention bias of decomposed relative positions.
 
     q: (B, q_h * q_w, C) unscaled queries (B counts batch x heads).
     Returns (B, q_h * q_w, k_h * k_w): bias[b, (qy,qx), (ky,kx)] = q . R_h[qy,ky] + q . R_w[qx,kx].
+    ``out``: a contiguous tensor of B * q_h * q_w * k_h * k_w elements to write it into.
     """
     q_h, q_w = q_hw
     k_h, k_w = k_hw
@@ -80,10 +82,17 @@ def decomposed_rel_pos_bias(
     R_w = get_rel_pos(q_w, k_w, rel_pos_w)  # (q_w, k_w, C)
     B, _, C = q.shape
     q_grid = q.reshape(B, q_h, q_w, C)
-    bias_h = torch.einsum("byxc,ykc->byxk", q_grid, R_h)  # (B, q_h, q_w, k_h)
-    bias_w = torch.einsum("byxc,xkc->byxk", q_grid, R_w)  # (B, q_h, q_w, k_w)
-    bias = bias_h[:, :, :, :, None] + bias_w[:, :, :, None, :]  # (B, q_h, q_w, k_h, k_w)
-    return bias.reshape(B, q_h * q_w, k_h * k_w)
+    # einsum hands back permuted strides; made contiguous (small: B x q_h x q_w x k), the
+    # broadcast sum below is written row by row, and the reshape to (B, N, N) is a view. Left
+    # permuted, the sum inherits their layout and the reshape copies the whole (B, N, N) bias
+    # through a transposition: a quarter of ViT-B's encoder time on CPU (benchmarks/README.md).
+    bias_h = torch.einsum("byxc,ykc->byxk", q_grid, R_h).contiguous()  # (B, q_h, q_w, k_h)
+    bias_w = torch.einsum("byxc,xkc->byxk", q_grid, R_w).contiguous()  # (B, q_h, q_w, k_w)
+    if out is None:
+        bias = bias_h[:, :, :, :, None] + bias_w[:, :, :, None, :]  # (B, q_h, q_w, k_h, k_w)
+    else:
+        bias = torch.add(bias_h[:, :, :, :, None], bias_w[:, :, :, None, :], out=out.view(B, q_h, q_w, k_h, k_w))
+    return bias.view(B, q_h * q_w, k_h * k_w)
 
 
 # ----------------------------------------------------------------------------- 3. Fourier
