@@ -107,8 +107,8 @@ def bias_buffer(shape, dtype: torch.dtype, device: torch.device) -> Optional[tor
     :func:`shared_bias_buffer`, or while autograd records (a bias saved for the backward pass must
     not be overwritten by the next block's)."""
     buffers = getattr(_state, "buffers", None)
-    if buffers is None or torch.is_grad_enabled():
-        return None
+    if buffers is None or torch.is_grad_enabled() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return None  # (an exported graph has no out= writes: it builds each bias as before)
     key, numel = (dtype, torch.device(device)), math.prod(shape)
     if key not in buffers or buffers[key].numel() < numel:
         buffers.pop(key, None)  # free the smaller one first: one buffer, the largest asked for
