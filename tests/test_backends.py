@@ -221,3 +221,141 @@ def test_encoder_blocks_share_one_bias_buffer_without_autograd_only():
             attention_module.bias_buffer = real
     assert torch.equal(shared, fresh)
     assert getattr(kernels._state, "buffers", None) is None
+
+
+
+
+def _decoder_attention(seed=0):
+    from sam_lab.modeling.two_way_transformer import DecoderAttention
+
+    torch.manual_seed(seed)
+    attention = DecoderAttention(256, 8, downsample_rate=2)  # ViT-B's cross-attention: 8 heads x 16
+    for p in attention.parameters():  # biases too, so that every folded term is exercised
+        torch.nn.init.normal_(p, std=0.1)
+    return attention
+
+
+@pytest.mark.parametrize("direction", ["few_queries", "few_keys", "prepared_queries"])
+@pytest.mark.parametrize("image_batch", [1, 3])
+def test_decoder_attention_folds_its_image_projections_into_a_few_tokens(direction, image_batch, monkeypatch):
+    """Between 7 tokens and 300 image cells (no gradient, sdpa, CPU) the decoder's attention folds
+    the image-side projections into the tokens (kernels.folded_few_*) and gives the formula's
+    numbers: the unfolded projections under the math kernel."""
+    from sam_lab.modeling import two_way_transformer as T
+
+    attention = _decoder_attention()
+    g = torch.Generator().manual_seed(1)
+    tokens = torch.randn(3, 7, 256, generator=g)
+    image = torch.randn(image_batch, 300, 256, generator=g)
+    calls = []
+    for name in ("folded_few_queries", "folded_few_keys"):
+        real = getattr(T, name)
+        monkeypatch.setattr(T, name, lambda *a, real=real, name=name, **kw: calls.append(name) or real(*a, **kw))
+
+    def run():
+        if direction == "few_queries":  # token -> image: the image gives keys and values
+            return attention(q=tokens, k=image, v=image * 0.5)
+        if direction == "few_keys":  # image -> token: the image gives the queries
+            return attention(q=image.expand(3, -1, -1), k=tokens, v=tokens * 0.5)
+        return attention.attend_prepared_queries(attention.queries(image), tokens, tokens * 0.5)
+
+    with torch.no_grad():
+        folded = run()
+        assert calls == ["folded_few_queries" if direction == "few_queries" else "folded_few_keys"]
+        with attention_kernel("math"):
+            expected = run()
+    assert len(calls) == 1  # the math kernel writes the formula out
+    assert folded.shape == expected.shape == (3, 7 if direction == "few_queries" else 300, 256)
+    torch.testing.assert_close(folded, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_attention_folds_only_where_it_pays_and_changes_nothing_else(monkeypatch):
+    """No fold while autograd records (training keeps its arithmetic), for a learner's subclass
+    (its own projections must run), against too few cells, or for so many tokens that h * T
+    vectors cost more than the projections."""
+    from sam_lab.modeling import two_way_transformer as T
+
+    calls = []
+    monkeypatch.setattr(T, "folded_few_queries", lambda *a, **kw: calls.append(1))
+    monkeypatch.setattr(T, "folded_few_keys", lambda *a, **kw: calls.append(1))
+    attention = _decoder_attention()
+    tokens, image = torch.randn(2, 7, 256), torch.randn(2, 300, 256)
+    attention(q=tokens, k=image, v=image)  # gradients recorded
+    with torch.no_grad():
+        attention(q=tokens, k=image[:, :100], v=image[:, :100])  # below FOLD_MANY cells
+        attention(q=torch.randn(2, 9, 256), k=image, v=image)  # 2 * 8 heads * 9 tokens > 128
+
+        class Mine(T.DecoderAttention):
+            def keys(self, x):
+                return super().keys(x) * 2
+
+        mine = Mine(256, 8, 2)
+        mine.load_state_dict(attention.state_dict())
+        mine(q=tokens, k=image, v=image)
+    assert calls == []
+
+
+def test_folded_decoder_gives_the_unfolded_masks_for_a_batch_of_clicks(monkeypatch):
+    """A ViT-B-sized decoder (8 heads, 256 wide, 64 x 64 image) on 16 clicks at once and on one:
+    the folded attentions give the unfolded low-res logits and IoUs to float rounding."""
+    from sam_lab import SamPredictor
+    from sam_lab.modeling import kernels
+    from sam_lab.modeling import two_way_transformer as T
+
+    calls = []
+    for name in ("folded_few_queries", "folded_few_keys"):
+        real = getattr(T, name)
+        monkeypatch.setattr(T, name, lambda *a, real=real, name=name, **kw: calls.append(name) or real(*a, **kw))
+    torch.manual_seed(0)
+    model = build_sam("vit_b").eval()
+    predictor = SamPredictor(model)
+    monkeypatch.setattr(predictor, "DECODE_CHUNK_BYTES", 2**40)  # one decoder call (chunks: below)
+    predictor.features = torch.randn(1, 256, 64, 64)
+    predictor.is_image_set, predictor.original_size, predictor.input_size = True, (400, 600), (683, 1024)
+    for batch in (16, 1):
+        coords, labels = torch.rand(batch, 1, 2) * 1000, torch.ones(batch, 1, dtype=torch.int)
+        folded = predictor.decode_low_res(coords, labels)
+        # block 1's image -> token, block 2's two attentions and the final token -> image
+        assert sorted(calls) == ["folded_few_keys"] * 2 + ["folded_few_queries"] * 2
+        calls.clear()
+        monkeypatch.setattr(kernels, "FOLD_MANY", 10**9)
+        unfolded = predictor.decode_low_res(coords, labels)
+        assert calls == []
+        monkeypatch.setattr(kernels, "FOLD_MANY", 256)
+        for a, b in zip(folded, unfolded):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_many_prompt_sets_are_decoded_in_chunks_on_the_cpu_with_the_same_answers(monkeypatch):
+    """ViT-B's upscaled features are 8 MiB per prompt set: on the CPU the predictor decodes at most
+    DECODE_CHUNK_BYTES (16 MiB) of them per decoder call, i.e. 2 prompt sets, and the answers are
+    those of one call for all (points, boxes and mask prompts alike)."""
+    from sam_lab import SamPredictor
+
+    torch.manual_seed(0)
+    model = build_sam("vit_b").eval()
+    predictor = SamPredictor(model)
+    predictor.features = torch.randn(1, 256, 64, 64)
+    predictor.is_image_set, predictor.original_size, predictor.input_size = True, (400, 600), (683, 1024)
+    assert predictor._decode_chunk() == 2
+    tiny = SamPredictor(build_sam("tiny"))
+    assert tiny._decode_chunk() == 128  # 64 x 64 low-res, 8 channels: 128 KiB per set
+    calls = []
+    real = model.mask_decoder.forward
+    monkeypatch.setattr(model.mask_decoder, "forward", lambda *a, **kw: calls.append(kw["sparse_prompt_embeddings"].shape[0]) or real(*a, **kw))
+    g = torch.Generator().manual_seed(1)
+    coords, labels = torch.rand(5, 2, 2, generator=g) * 1000, torch.tensor([[1, 0]] * 5, dtype=torch.int)
+    boxes = torch.tensor([[10.0, 20.0, 300.0, 400.0]] * 5) + torch.arange(5.0)[:, None] * 30
+    masks = torch.randn(5, 1, 256, 256, generator=g)
+    for prompt in ({"boxes": boxes}, {"point_coords": coords, "point_labels": labels, "mask_input": masks}):
+        prompt = {"point_coords": None, "point_labels": None, **prompt}
+        calls.clear()
+        chunked = predictor.decode_low_res(**prompt)
+        assert calls == [2, 2, 1]
+        monkeypatch.setattr(predictor, "DECODE_CHUNK_BYTES", 2**40)
+        whole = predictor.decode_low_res(**prompt)
+        assert calls[-1] == 5
+        monkeypatch.setattr(predictor, "DECODE_CHUNK_BYTES", 16 * 2**20)
+        assert chunked[0].shape == (5, 3, 256, 256) and chunked[1].shape == (5, 3)
+        for a, b in zip(chunked, whole):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -131,6 +131,79 @@ def few_keys_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tor
     return logits_t.softmax(dim=-2).transpose(-2, -1) @ v
 
 
+# the CPU rule for folding a decoder attention's projections into its few tokens (measured with 2
+# threads, torch 2.14, ViT-B's decoder: 8 heads x 7 tokens against 4096 image cells, batch 64)
+FOLD_MANY = 256
+
+
+def folding_applies(heads: int, few: int, many: int, internal_dim: int, device: torch.device) -> bool:
+    """Whether an attention between ``few`` tokens and ``many`` image cells computes faster with its
+    image-side projections folded into the few side (:func:`folded_few_queries`,
+    :func:`folded_few_keys`): the image is then multiplied by ``heads * few`` vectors instead of
+    ``internal_dim`` projection rows. Only where it is measured to help and changes nothing else:
+    the ``sdpa`` kernel (``math`` writes the formula out and records maps), on the CPU, with no
+    gradient recorded (training keeps its exact arithmetic) and outside tracing / ONNX export."""
+    return (
+        get_attention_kernel() == "sdpa"
+        and torch.device(device).type == "cpu"
+        and not torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.onnx.is_in_onnx_export()
+        and many >= FOLD_MANY
+        and 2 * heads * few <= internal_dim
+    )
+
+
+def folded_few_queries(q, keys, values, k_weight, v_weight, v_bias) -> torch.Tensor:
+    """Attention of a few projected queries over many image cells whose key and value projections
+    are never computed.
+
+    q (B, h, T, d): the projected queries; keys, values (B or 1, N, C): the image rows *before* the
+    key and value projections (weights (h*d, C), value bias (h*d,)). With K = keys W_k^T + b_k:
+
+        q_h K_h^T = (q_h W_k,h) keys^T + q_h . b_k,h     the last term is the same for every cell,
+                                                          so the softmax over cells drops it
+        P_h V_h   = (P_h values) W_v,h^T + b_v,h         the rows of P_h sum to 1
+
+    so the image is multiplied by h*T vectors of width C, not by two (C -> h*d) projections.
+    Returns (B, h, T, d), what ``softmax(q K^T / sqrt(d)) V`` gives, to float rounding."""
+    B, h, T, d = q.shape
+    C = keys.shape[-1]
+    folded = (q * (1.0 / math.sqrt(d))) @ k_weight.view(h, d, C)  # (B, h, T, C)
+    weights = (folded.reshape(B, h * T, C) @ keys.transpose(-2, -1)).softmax(dim=-1)  # (B, hT, N)
+    pooled = (weights @ values).view(B, h, T, C)  # each head's weighted mean of the image rows
+    return pooled @ v_weight.view(h, d, C).transpose(-2, -1) + v_bias.view(h, 1, d)
+
+
+def folded_few_keys(queries, k, v, q_weight, q_bias, o_weight, o_bias, projected: bool = False) -> torch.Tensor:
+    """Attention of many image cells over a few tokens, with the image's query projection and the
+    output projection folded into the tokens.
+
+    queries: the image rows (B or 1, N, C) before the query projection (weight (h*d, C), bias
+    (h*d,)), or, with ``projected``, the query heads (B or 1, h, N, d) already computed; k, v
+    (B, h, T, d): the tokens' projected keys and values; o_weight (C, h*d), o_bias (C,): the output
+    projection. With Q = queries W_q^T + b_q:
+
+        Q_h k_h^T = queries (W_q,h^T k_h^T) + b_q,h . k_h     a bias per token
+        out       = sum_h P_h (v_h W_o,h^T) + b_o             each head's P_h rows sum to 1, so b_o
+                                                              joins head 0's rows: no pass of its own
+
+    Returns (B, N, C): the output projection of ``softmax(Q k^T / sqrt(d)) v``, to float rounding."""
+    B, h, T, d = k.shape
+    C = o_weight.shape[0]
+    k = k * (1.0 / math.sqrt(d))
+    if projected:
+        logits = k @ queries.transpose(-2, -1)  # (B, h, T, N)
+    else:
+        folded = (k @ q_weight.view(h, d, C)).reshape(B, h * T, C)
+        bias = (k @ q_bias.view(h, d, 1)).reshape(B, h * T, 1)
+        logits = (folded @ queries.transpose(-2, -1) + bias).view(B, h, T, -1)
+    weights = logits.softmax(dim=2)  # over the tokens, vectorised along the long cell axis
+    mixed = v @ o_weight.view(C, h, d).permute(1, 2, 0)  # (B, h, T, C): each token's output row
+    mixed[:, 0] += o_bias
+    return weights.reshape(B, h * T, -1).transpose(-2, -1) @ mixed.reshape(B, h * T, C)
+
+
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,

@@ -28,7 +28,7 @@ from typing import Optional, Tuple, Type
 import torch
 import torch.nn as nn
 
-from .kernels import attend
+from .kernels import attend, folded_few_keys, folded_few_queries, folding_applies
 from .layers import MLPBlock, make_stage
 
 
@@ -67,16 +67,43 @@ class DecoderAttention(nn.Module):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q (B, Nq, C), k and v (B, Nk, C). One of them may have batch 1 where it is the same for
-        every prompt set (the image side of the first block): it is projected once, then shared."""
+        every prompt set (the image side of the first block): it is projected once, then shared.
+        Between a few tokens and many image cells the image-side projections are folded into the
+        tokens where that is faster (``kernels.folding_applies``); the answer is the same."""
+        if self._folds(few=q.shape[1], many=k.shape[1], like=q):
+            return self.attend_heads_out(folded_few_queries(
+                self.queries(q), k, v, self.k_proj.weight, self.v_proj.weight, self.v_proj.bias
+            ))
+        if self._folds(few=k.shape[1], many=q.shape[1], like=q):
+            if q.shape[0] == 1:  # one image for all prompt sets: its queries are projected once
+                return self.attend_prepared_queries(self.queries(q), k, v)
+            return folded_few_keys(
+                q, self.keys(k), self.values(v), self.q_proj.weight, self.q_proj.bias, self.out_proj.weight, self.out_proj.bias
+            )
         return self.attend_heads(self.queries(q), self.keys(k), self.values(v))
+
+    def attend_prepared_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Image query heads already projected (1, h, N, d) against token keys and values (B, T, C)."""
+        if self._folds(few=k.shape[1], many=q.shape[2], like=k):
+            return folded_few_keys(
+                q, self.keys(k), self.values(v), None, None, self.out_proj.weight, self.out_proj.bias, projected=True
+            )
+        return self.attend_heads(q, self.keys(k), self.values(v))
+
+    def _folds(self, few: int, many: int, like: torch.Tensor) -> bool:
+        # exactly this class: a learner's subclass may have its own projections, which must run
+        return type(self) is DecoderAttention and folding_applies(self.num_heads, few, many, self.internal_dim, like.device)
+
+    def attend_heads_out(self, out: torch.Tensor) -> torch.Tensor:
+        """Attention output heads (B, h, N, d) -> the output projection (B, N, C)."""
+        B, h, N, d = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, N, h * d))
 
     def attend_heads(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention on projected heads (B or 1, h, N, d), then the output projection."""
         batch = max(q.shape[0], k.shape[0], v.shape[0])
         q, k, v = (x.expand(batch, -1, -1, -1) for x in (q, k, v))
-        out = attend(q, k, v, name=self.name)  # (B, h, Nq, d)
-        B, h, N, d = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(B, N, h * d))
+        return self.attend_heads_out(attend(q, k, v, name=self.name))  # (B, h, Nq, d) heads
 
 
 @dataclass
@@ -154,7 +181,7 @@ class TwoWayAttentionBlock(nn.Module):
         # 4. the image looks at the tokens
         q = queries + query_pe
         if image_queries is not None:
-            attn = i2t.attend_heads(image_queries, i2t.keys(q), i2t.values(queries))
+            attn = i2t.attend_prepared_queries(image_queries, q, queries)
         else:
             attn = i2t(q=keys_with_pe, k=q, v=queries)
         keys = self.norm4(keys + attn)
