@@ -5,11 +5,14 @@ two-way transformer's three attentions, lesson 05) calls :func:`attend`. Two ker
 
     ``"sdpa"``  (the default) ``torch.nn.functional.scaled_dot_product_attention``; on a GPU
                 it picks the flash or memory-efficient kernel. The relative-position bias goes in
-                as the additive ``attn_mask``. On 2 CPU threads it runs ViT-B's encoder in 0.59x
+                as the additive ``attn_mask``. On 2 CPU threads it runs ViT-B's encoder in 0.44-0.59x
                 the reference's time, against 0.91x for ``"math"`` (benchmarks/README.md).
                 One shape is routed around it on CPU: many queries against a handful of keys (the
                 decoder's image -> token attention, 4096 image cells against 7 tokens), where the
                 fused kernel is slow; :func:`few_keys_attention` computes the same thing 3-6x faster.
+                And without autograd the decoder's attentions between a few tokens and many image
+                cells fold their image-side projections into the tokens (:func:`folding_applies`,
+                :func:`folded_few_queries`, :func:`folded_few_keys`).
     ``"math"``  the formula written out step by step. It can hand back the attention weights
                 (see :func:`record_attention`, which switches to it), which the explorers draw.
 
