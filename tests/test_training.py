@@ -487,3 +487,61 @@ def test_tied_query_key_init_makes_a_point_attend_to_the_image_around_its_click(
     assert tied < 20 < untied  # within about one token of the click, against far away
     with pytest.raises(ValueError, match="decoder_init: expected one of"):
         sam_lab.training.train.train(sam_lab.training.train.TrainConfig(decoder_init="zero"), progress=False)
+
+
+def test_level_iou_scores_each_mask_against_the_best_matching_object_that_contains_the_click():
+    """A whole (rows 0-7) holding a part (rows 0-3), and a separate object (rows 12-15); a click
+    in the part. A mask equal to the whole scores 1 (the whole contains the click), one equal to
+    the part scores 1, one equal to the other object scores 0 (it does not contain the click)."""
+    from sam_lab.training.clicks import level_iou
+
+    levels = torch.zeros(1, 3, 16, 16, dtype=torch.bool)
+    levels[0, 0, :8], levels[0, 1, :4], levels[0, 2, 12:] = True, True, True
+    logits = torch.where(levels, 5.0, -5.0)  # (1, 3, 16, 16): one mask per object
+    half = torch.where(torch.arange(16)[:, None] < 6, 5.0, -5.0).expand(16, 16)  # rows 0-5
+    logits = torch.cat([logits, half[None, None]], 1)
+    got = level_iou(logits, levels, torch.tensor([[3.0, 2.0]]))  # (x, y) inside the part
+    torch.testing.assert_close(got, torch.tensor([[1.0, 1.0, 0.0, 6 / 8]]))  # rows 0-5: 6/8 of the whole, 4/6 of the part
+
+
+def test_any_level_iou_target_trains_the_iou_head_on_the_level_score(tmp_path, monkeypatch):
+    """Given the image's masks, a one-click round's IoU head regresses level_iou (never below the
+    IoU with the target, which is one of the levels); later rounds (several clicks) keep the
+    target's IoU. train(iou_target="any_level") hands each target its image's drawn masks."""
+    from sam_lab.training import clicks, losses
+    from sam_lab.training.train import train
+
+    calls = []
+    real = losses.sam_loss
+
+    def spy(*a, **kw):
+        out = real(*a, **kw)
+        calls.append((kw.get("iou_target"), out["iou_true"]))
+        return out
+
+    monkeypatch.setattr(clicks, "sam_loss", spy)
+    torch.manual_seed(0)
+    model = build_sam("tiny")
+    whole = torch.zeros(256, 256, dtype=torch.bool)
+    whole[40:200, 40:200] = True
+    part = torch.zeros_like(whole)
+    part[60:120, 60:120] = True
+    gt = torch.stack([whole, part])
+    with torch.no_grad():
+        embeddings = model.image_encoder(model.preprocess(torch.rand(1, 3, 256, 256) * 255)).expand(2, -1, -1, -1)
+        simulate_training_episode(model, embeddings, gt, np.random.default_rng(0), num_rounds=3, num_points=1,
+                                  use_box=False, level_masks=gt[None].expand(2, -1, -1, -1))
+    (first, first_true), *later = calls
+    assert first.shape == (2, 3) and bool((first >= first_true - 1e-6).all())
+    assert all(target is None for target, _ in later)
+    levels = []
+    real_episode = clicks.simulate_training_episode
+    import sam_lab.training.train as T
+    monkeypatch.setattr(T, "simulate_training_episode", lambda *a, **kw: levels.append(kw["level_masks"]) or real_episode(*a, **kw))
+    train(_cfg(tmp_path / "lv", steps=1, iou_target="any_level", rounds=1, masks_per_image=2), resume=False, progress=False)
+    train(_cfg(tmp_path / "t", steps=1, rounds=1, masks_per_image=2), resume=False, progress=False)
+    assert levels[0].shape[1] == 2 and levels[0].dtype == torch.bool and levels[1] is None
+    with pytest.raises(ValueError, match="iou_target: expected one of"):
+        train(_cfg(tmp_path / "x", steps=1, iou_target="max"), resume=False, progress=False)
+    with pytest.raises(ValueError, match="iou_target: expected shape"):
+        real(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(2, 4, 4), iou_target=torch.zeros(2, 1))

@@ -71,6 +71,28 @@ def sample_error_point(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generato
 
 # ----------------------------------------------------------------------------- training
 
+IOU_TARGETS = ("target", "any_level")
+
+
+def level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
+    """For a one-click prompt: each predicted mask's IoU with the object, among those of the
+    image that contain the click, that it matches best.
+
+    logits (B, K, h, w) low-res; levels (B, L, h, w) bool, the image's masks at the same size
+    (the target among them); clicks (B, 2) (x, y) in those pixels. Returns (B, K). A click on a
+    part inside a whole is ambiguous: the whole and the part are both right answers, and this
+    is the score that does not punish the token for giving the one the target did not happen to be."""
+    B, L, h, w = levels.shape
+    x = clicks[:, 0].long().clamp(0, w - 1)
+    y = clicks[:, 1].long().clamp(0, h - 1)
+    contains = levels[torch.arange(B, device=levels.device), :, y, x]  # (B, L)
+    pred = (logits > 0).flatten(2).float()  # (B, K, hw)
+    lv = levels.flatten(2).float()  # (B, L, hw)
+    inter = pred @ lv.transpose(1, 2)  # (B, K, L)
+    union = pred.sum(-1, keepdim=True) + lv.sum(-1)[:, None, :] - inter
+    iou = inter / union.clamp(min=1)
+    return iou.masked_fill(~contains[:, None, :], 0.0).max(dim=-1).values
+
 def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_points: int = NUM_ERROR_POINTS) -> List[bool]:
     """For rounds 2..num_rounds: whether each adds a point. The last round adds none, and the
     other mask-only rounds go at random places before it (default: 8 points, 2 mask-only).
@@ -120,6 +142,7 @@ def simulate_training_episode(
     grad_rounds: str = "all",
     focal_alpha: float = 0.25,
     iou_weight: float = 1.0,
+    level_masks: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
     """Run the 11-round simulation for a batch and return the averaged loss.
 
@@ -134,6 +157,9 @@ def simulate_training_episode(
     place the next click, as RITM/SimpleClick do), ``"first_random"`` (round 1 and one later round
     drawn per step: every click count learns) or ``"last"``. ``focal_alpha`` weighs the
     focal loss's positives (0.25 in the focal-loss paper, 0.5 in RITM's normalised focal loss).
+    ``level_masks`` (B, L, S, S) bool, the masks of each target's image (its own among them): if
+    given, the IoU head of a one-click round learns :func:`level_iou` (the best IoU with any of
+    them that contains the click) instead of the IoU with the target.
     Returns ``loss`` (scalar, over the rounds with gradient), ``miou_first`` (IoU of the best first-round mask) and
     ``miou_last`` (IoU after the last round).
     """
@@ -151,6 +177,9 @@ def simulate_training_episode(
     mask_inputs = None
     low_size = tuple(4 * n for n in model.prompt_encoder.image_embedding_size)
     gt_low = F.interpolate(gt_masks[:, None].float(), low_size, mode="area")[:, 0] >= 0.5  # (B, h, w)
+    levels_low = None
+    if level_masks is not None:
+        levels_low = F.interpolate(level_masks.float(), low_size, mode="area") >= 0.5  # (B, L, h, w)
     losses, first_iou, last_iou = [], None, None
     previous = None  # the last round's thresholded mask, (B, S, S); round 1 has none
     plan = [None] + round_plan(rng, num_rounds, num_points)
@@ -174,7 +203,11 @@ def simulate_training_episode(
             low_res, iou_pred = model.decode(embeddings, coords, labels, boxes, mask_inputs, multimask_output=multimask)
             # the loss is taken at the low-res mask size against the area-downsampled target:
             # 16x cheaper than at full size, and what the decoder actually predicts
-            out = sam_loss(low_res, iou_pred, gt_low, iou_weight=iou_weight, focal_alpha=focal_alpha)
+            iou_target = None
+            if levels_low is not None and single_point:
+                clicks = coords[:, 0] * (low_size[1] / S)  # model-input pixels -> low-res pixels
+                iou_target = level_iou(low_res.detach(), levels_low, clicks)
+            out = sam_loss(low_res, iou_pred, gt_low, iou_weight=iou_weight, focal_alpha=focal_alpha, iou_target=iou_target)
         if round_index in graded:
             losses.append(out["loss"])
         # feed back the low-res logits of the mask the model itself rates best

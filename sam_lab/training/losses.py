@@ -11,7 +11,7 @@ Shapes: logits (B, C, H, W) with C = 3 or 1; target (B, H, W) bool or 0/1 float.
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -52,13 +52,16 @@ def sam_loss(
     target: torch.Tensor,
     iou_weight: float = 1.0,
     focal_alpha: float = 0.25,
+    iou_target: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
     """The full loss for a batch of predictions against one ground-truth mask each.
 
     logits (B, C, H, W), iou_pred (B, C), target (B, H, W). Target masks of another size are
-    resized to the logits' size (nearest). Returns a dict with the scalar ``loss`` and its
-    parts: ``mask`` (of the chosen masks), ``iou`` (IoU-head MSE), ``chosen`` (B,) the index of
-    the lowest-loss mask, and ``iou_true`` (B, C).
+    resized to the logits' size (nearest). ``iou_target`` (B, C), if given, is what the IoU head
+    learns instead of each mask's IoU with the target (e.g. the IoU with the best-matching object
+    that contains the click: :func:`sam_lab.training.clicks.level_iou`). Returns a dict with the
+    scalar ``loss`` and its parts: ``mask`` (of the chosen masks), ``iou`` (IoU-head MSE),
+    ``chosen`` (B,) the index of the lowest-loss mask, and ``iou_true`` (B, C) against the target.
     """
     if logits.ndim != 4 or iou_pred.shape != logits.shape[:2]:
         raise ValueError(f"logits/iou_pred: expected (B, C, H, W) and (B, C), got {tuple(logits.shape)} and {tuple(iou_pred.shape)}")
@@ -74,7 +77,9 @@ def sam_loss(
     mask_term = per_mask.gather(1, chosen[:, None]).squeeze(1).mean()
     with torch.no_grad():
         iou_true = mask_iou(logits > 0, target.bool())  # the IoU head's target
-    iou_term = F.mse_loss(iou_pred, iou_true)
+    if iou_target is not None and tuple(iou_target.shape) != tuple(iou_pred.shape):
+        raise ValueError(f"iou_target: expected shape {tuple(iou_pred.shape)} like iou_pred, got {tuple(iou_target.shape)}")
+    iou_term = F.mse_loss(iou_pred, iou_true if iou_target is None else iou_target.to(iou_pred.dtype))
     return {
         "loss": mask_term + iou_weight * iou_term,
         "mask": mask_term.detach(),

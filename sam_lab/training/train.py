@@ -39,7 +39,7 @@ from ..config import override_config
 from ..inference.transforms import ResizeLongestSide
 from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
 from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
-from .clicks import GRAD_ROUNDS, round_plan, simulate_training_episode
+from .clicks import GRAD_ROUNDS, IOU_TARGETS, round_plan, simulate_training_episode
 
 TRAIN_ONLY = ("all", "iou_head")
 
@@ -77,6 +77,7 @@ class TrainConfig:
     augment: bool = False  # flips, 90-degree turns, zoom-out (small objects), colour jitter, grayscale
     decoder_init: str = "default"  # "tied_qk": each decoder attention starts with keys = queries (see tie_query_key)
     train_only: str = "all"  # "iou_head": only the IoU prediction head learns (calibrating a trained model, with --init)
+    iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click
 
 
 # ----------------------------------------------------------------------------- data
@@ -248,6 +249,8 @@ def train(
     round_plan(np.random.default_rng(0), cfg.rounds, cfg.error_points)  # rounds / error_points checked early
     if cfg.train_only not in TRAIN_ONLY:
         raise ValueError(f"train_only: expected one of {TRAIN_ONLY}, got {cfg.train_only!r}")
+    if cfg.iou_target not in IOU_TARGETS:
+        raise ValueError(f"iou_target: expected one of {IOU_TARGETS}, got {cfg.iou_target!r}")
     if cfg.decoder_init not in DECODER_INITS:
         raise ValueError(f"decoder_init: expected one of {DECODER_INITS}, got {cfg.decoder_init!r}")
     torch.set_num_threads(cfg.threads)
@@ -310,6 +313,8 @@ def train(
                 num_rounds=1 if first_prompt_only else cfg.rounds,
                 num_points=0 if first_prompt_only else cfg.error_points,
                 single_output=cfg.single_output, grad_rounds=cfg.grad_rounds, focal_alpha=cfg.focal_alpha, iou_weight=cfg.iou_weight,
+                # the other drawn masks of each target's image (with M masks per image)
+                level_masks=targets.repeat_interleave(M, dim=0) if cfg.iou_target == "any_level" else None,
             )
             optimizer.zero_grad(set_to_none=True)
             episode["loss"].backward()
