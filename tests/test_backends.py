@@ -340,6 +340,8 @@ def test_many_prompt_sets_are_decoded_in_chunks_on_the_cpu_with_the_same_answers
     assert predictor._decode_chunk() == 2
     tiny = SamPredictor(build_sam("tiny"))
     assert tiny._decode_chunk() == 128  # 64 x 64 low-res, 8 channels: 128 KiB per set
+    del tiny.model.mask_decoder.transformer_dim  # a learner's decoder need not say its width (lesson 06)
+    assert tiny._decode_chunk() == 2**31  # then the whole batch goes in one call
     calls = []
     real = model.mask_decoder.forward
     monkeypatch.setattr(model.mask_decoder, "forward", lambda *a, **kw: calls.append(kw["sparse_prompt_embeddings"].shape[0]) or real(*a, **kw))

@@ -249,7 +249,7 @@ class SamPredictor(ImageState):
         _check_batch(point_coords, point_labels, boxes, mask_input, self.low_res_size)
         prompts = (point_coords, point_labels, boxes, mask_input)
         batch = next((len(x) for x in prompts if x is not None), 1)
-        chunk = self._decode_chunk()
+        chunk = self._decode_chunk() if batch > 1 else 1
         if batch > chunk:  # the same answers as one call (prompt sets are decoded independently)
             parts = [self._decode(*(None if x is None else x[i : i + chunk] for x in prompts), multimask_output)
                      for i in range(0, batch, chunk)]
@@ -265,12 +265,13 @@ class SamPredictor(ImageState):
         fresh allocation above glibc's mmap threshold (at most 32 MiB) is page-faulted anew, which
         costs more than the arithmetic. Chunks whose tensors stay under 16 MiB reuse the heap:
         64 ViT-B prompts decode in 1.35 s as 16 chunks of 4 and 1.16 s as 32 of 2, against 3.4 s
-        in one call (2 threads; benchmarks/README.md). On a GPU the whole batch goes at once."""
-        if self.device.type != "cpu":
+        in one call (2 threads; benchmarks/README.md). On a GPU, or for a decoder that does not say
+        its width (a learner's own), the whole batch goes at once."""
+        width = getattr(self.model.mask_decoder, "transformer_dim", None)
+        if self.device.type != "cpu" or not isinstance(width, int):
             return 2**31
-        decoder = self.model.mask_decoder
         h, w = self.low_res_size
-        per_set = 4 * h * w * max(1, decoder.transformer_dim // 8)  # fp32 upscaled features
+        per_set = 4 * h * w * max(1, width // 8)  # fp32 upscaled features
         return max(1, self.DECODE_CHUNK_BYTES // per_set)
 
     def _decode(self, point_coords, point_labels, boxes, mask_input, multimask_output):
