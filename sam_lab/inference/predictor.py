@@ -263,10 +263,11 @@ class SamPredictor(ImageState):
         """How many prompt sets one decoder call takes on the CPU. A big batch allocates tensors of
         hundreds of MB (ViT-B's upscaled features are 8 MiB per prompt set), and on Linux every
         fresh allocation above glibc's mmap threshold (at most 32 MiB) is page-faulted anew, which
-        costs more than the arithmetic. Chunks whose tensors stay under 16 MiB reuse the heap:
-        64 ViT-B prompts decode in 1.35 s as 16 chunks of 4 and 1.16 s as 32 of 2, against 3.4 s
-        in one call (2 threads; benchmarks/README.md). On a GPU, or for a decoder that does not say
-        its width (a learner's own), the whole batch goes at once."""
+        costs more than the arithmetic. Chunks whose tensors stay under 16 MiB reuse the heap.
+        Before the folded attention, 64 ViT-B prompts decoded in 1.35 s as 16 chunks of 4 and
+        1.16 s as 32 of 2, against 3.4 s in one call; with it, 1.08 s in chunks of 2 (2 threads,
+        benchmarks/README.md). On a GPU, or for a decoder that does not say its width (a
+        learner's own), the whole batch goes at once."""
         width = getattr(self.model.mask_decoder, "transformer_dim", None)
         if self.device.type != "cpu" or not isinstance(width, int):
             return 2**31
