@@ -229,6 +229,27 @@ def test_the_low_res_prefilter_drops_nothing_the_exact_filter_keeps(tiny, thresh
     assert_same_records(reference, fast)
 
 
+@pytest.mark.parametrize("stability", [0.0, 0.2])
+def test_full_size_scores_come_the_same_in_chunks_of_one_mask(tiny, monkeypatch, stability):
+    """The survivors' full-size logits are brought up a few masks at a time
+    (UPSAMPLE_CHUNK_BYTES); one mask at a time gives the same records as all at once."""
+    image = skdata.coffee()[::2, ::2]
+    options = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=stability)
+    generator = SamAutomaticMaskGenerator(tiny, **options)
+    sizes = []
+    real = tiny.postprocess_masks
+    monkeypatch.setattr(tiny, "postprocess_masks", lambda masks, *a: sizes.append(len(masks)) or real(masks, *a))
+    monkeypatch.setattr(generator, "UPSAMPLE_CHUNK_BYTES", 1)
+    chunked = generator.generate(image)
+    assert sizes.count(1) > 10  # the survivors one by one (the final masks go per points_per_batch)
+    monkeypatch.setattr(generator, "UPSAMPLE_CHUNK_BYTES", 2**40)
+    sizes.clear()
+    whole = generator.generate(image)
+    assert sizes[0] > 1 and 1 not in sizes[:-1]
+    assert chunked and len(chunked) == len(whole)
+    assert_same_records(whole, chunked)
+
+
 def test_rle_outputs_decode_to_the_binary_masks(tiny):
     image = skdata.astronaut()[::4, ::4]
     options = dict(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0)

@@ -534,6 +534,11 @@ def test_any_level_iou_target_trains_the_iou_head_on_the_level_score(tmp_path, m
     (first, first_true), *later = calls
     assert first.shape == (2, 3) and bool((first >= first_true - 1e-6).all())
     assert all(target is None for target, _ in later)
+    calls.clear()  # "mixed": the same episode, the mean of the level score and the target's IoU
+    with torch.no_grad():
+        simulate_training_episode(model, embeddings, gt, np.random.default_rng(0), num_rounds=3, num_points=1,
+                                  use_box=False, level_masks=gt[None].expand(2, -1, -1, -1), level_weight=0.5)
+    torch.testing.assert_close(calls[0][0], 0.5 * (first + first_true))
     levels = []
     real_episode = clicks.simulate_training_episode
     import sam_lab.training.train as T
@@ -541,6 +546,10 @@ def test_any_level_iou_target_trains_the_iou_head_on_the_level_score(tmp_path, m
     train(_cfg(tmp_path / "lv", steps=1, iou_target="any_level", rounds=1, masks_per_image=2), resume=False, progress=False)
     train(_cfg(tmp_path / "t", steps=1, rounds=1, masks_per_image=2), resume=False, progress=False)
     assert levels[0].shape[1] == 2 and levels[0].dtype == torch.bool and levels[1] is None
+    weights = []
+    monkeypatch.setattr(T, "simulate_training_episode", lambda *a, **kw: weights.append(kw["level_weight"]) or real_episode(*a, **kw))
+    train(_cfg(tmp_path / "mx", steps=1, iou_target="mixed", rounds=1, masks_per_image=2), resume=False, progress=False)
+    assert weights == [0.5]
     with pytest.raises(ValueError, match="iou_target: expected one of"):
         train(_cfg(tmp_path / "x", steps=1, iou_target="max"), resume=False, progress=False)
     with pytest.raises(ValueError, match="iou_target: expected shape"):

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inference.masks import mask_box
+from ..inference.masks import mask_box, mask_iou
 from .losses import sam_loss
 
 NUM_ROUNDS = 11
@@ -71,7 +71,7 @@ def sample_error_point(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generato
 
 # ----------------------------------------------------------------------------- training
 
-IOU_TARGETS = ("target", "any_level")
+IOU_TARGETS = ("target", "any_level", "mixed")
 
 
 def level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
@@ -143,6 +143,7 @@ def simulate_training_episode(
     focal_alpha: float = 0.25,
     iou_weight: float = 1.0,
     level_masks: Optional[torch.Tensor] = None,
+    level_weight: float = 1.0,
 ) -> Dict[str, torch.Tensor]:
     """Run the 11-round simulation for a batch and return the averaged loss.
 
@@ -159,7 +160,8 @@ def simulate_training_episode(
     focal loss's positives (0.25 in the focal-loss paper, 0.5 in RITM's normalised focal loss).
     ``level_masks`` (B, L, S, S) bool, the masks of each target's image (its own among them): if
     given, the IoU head of a one-click round learns :func:`level_iou` (the best IoU with any of
-    them that contains the click) instead of the IoU with the target.
+    them that contains the click) instead of the IoU with the target; ``level_weight`` below 1
+    blends the two (``level_weight * level_iou + (1 - level_weight) * IoU with the target``).
     Returns ``loss`` (scalar, over the rounds with gradient), ``miou_first`` (IoU of the best first-round mask) and
     ``miou_last`` (IoU after the last round).
     """
@@ -207,6 +209,9 @@ def simulate_training_episode(
             if levels_low is not None and single_point:
                 clicks = coords[:, 0] * (low_size[1] / S)  # model-input pixels -> low-res pixels
                 iou_target = level_iou(low_res.detach(), levels_low, clicks)
+                if level_weight != 1.0:
+                    own = mask_iou(low_res.detach() > 0, gt_low[:, None].expand_as(low_res))
+                    iou_target = level_weight * iou_target + (1.0 - level_weight) * own
             out = sam_loss(low_res, iou_pred, gt_low, iou_weight=iou_weight, focal_alpha=focal_alpha, iou_target=iou_target)
         if round_index in graded:
             losses.append(out["loss"])

@@ -77,7 +77,7 @@ class TrainConfig:
     augment: bool = False  # flips, 90-degree turns, zoom-out (small objects), colour jitter, grayscale
     decoder_init: str = "default"  # "tied_qk": each decoder attention starts with keys = queries (see tie_query_key)
     train_only: str = "all"  # "iou_head": only the IoU prediction head learns (calibrating a trained model, with --init)
-    iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click
+    iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click; "mixed": the mean of that and the target's IoU
 
 
 # ----------------------------------------------------------------------------- data
@@ -314,7 +314,8 @@ def train(
                 num_points=0 if first_prompt_only else cfg.error_points,
                 single_output=cfg.single_output, grad_rounds=cfg.grad_rounds, focal_alpha=cfg.focal_alpha, iou_weight=cfg.iou_weight,
                 # the other drawn masks of each target's image (with M masks per image)
-                level_masks=targets.repeat_interleave(M, dim=0) if cfg.iou_target == "any_level" else None,
+                level_masks=targets.repeat_interleave(M, dim=0) if cfg.iou_target != "target" else None,
+                level_weight=0.5 if cfg.iou_target == "mixed" else 1.0,
             )
             optimizer.zero_grad(set_to_none=True)
             episode["loss"].backward()
