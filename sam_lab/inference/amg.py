@@ -41,7 +41,7 @@ import torch
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from .predictor import SamPredictor
+from .predictor import SamPredictor, items_per_chunk
 from .rle import mask_to_rle
 from .transforms import get_preprocess_shape
 from .validation import check_image
@@ -408,7 +408,7 @@ class SamAutomaticMaskGenerator:
         same upsampling took 0.27 s instead of 1.1-1.9 s (2 threads). Same numbers."""
         predictor, model = self.predictor, self.predictor.model
         h, w = predictor.input_size
-        chunk = max(1, self.UPSAMPLE_CHUNK_BYTES // (4 * h * w)) if low_res.device.type == "cpu" else max(1, len(low_res))
+        chunk = items_per_chunk(4 * h * w, self.UPSAMPLE_CHUNK_BYTES, low_res.device)  # fp32 logits at the input size
         threshold, stabilities, boxes = model.mask_threshold, [], []
         for start in range(0, max(1, len(low_res)), chunk):  # (an empty batch goes through once)
             logits = model.postprocess_masks(low_res[start : start + chunk], predictor.input_size, crop_hw)[:, 0]

@@ -269,11 +269,10 @@ class SamPredictor(ImageState):
         benchmarks/README.md). On a GPU, or for a decoder that does not say its width (a
         learner's own), the whole batch goes at once."""
         width = getattr(self.model.mask_decoder, "transformer_dim", None)
-        if self.device.type != "cpu" or not isinstance(width, int):
+        if not isinstance(width, int):
             return 2**31
         h, w = self.low_res_size
-        per_set = 4 * h * w * max(1, width // 8)  # fp32 upscaled features
-        return max(1, self.DECODE_CHUNK_BYTES // per_set)
+        return items_per_chunk(4 * h * w * max(1, width // 8), self.DECODE_CHUNK_BYTES, self.device)  # fp32 upscaled features
 
     def _decode(self, point_coords, point_labels, boxes, mask_input, multimask_output):
         points = (point_coords, point_labels) if point_coords is not None else None
@@ -337,6 +336,15 @@ def _autocast_state(device_type: str):
         return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
     except (TypeError, AttributeError, RuntimeError):  # an older torch, or a device autocast does not know
         return torch.is_autocast_enabled()
+
+
+def items_per_chunk(bytes_per_item: int, budget: int, device) -> int:
+    """How many items of ``bytes_per_item`` to process at once so that a chunk stays within
+    ``budget`` bytes: on the CPU a fresh allocation above glibc's mmap threshold is page-faulted
+    in anew every time (see ``SamPredictor._decode_chunk``); elsewhere, everything at once."""
+    if torch.device(device).type != "cpu":
+        return 2**31
+    return max(1, budget // max(1, bytes_per_item))
 
 
 def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size) -> None:

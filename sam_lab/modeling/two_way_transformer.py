@@ -75,10 +75,10 @@ class DecoderAttention(nn.Module):
                 self.queries(q), k, v, self.k_proj.weight, self.v_proj.weight, self.v_proj.bias
             ))
         if self._folds(few=k.shape[1], many=q.shape[1], like=q):
-            if q.shape[0] == 1:  # one image for all prompt sets: its queries are projected once
-                return self.attend_prepared_queries(self.queries(q), k, v)
+            shared = q.shape[0] == 1  # one image for all prompt sets: its queries are projected once
             return folded_few_keys(
-                q, self.keys(k), self.values(v), self.q_proj.weight, self.q_proj.bias, self.out_proj.weight, self.out_proj.bias
+                self.queries(q) if shared else q, self.keys(k), self.values(v), self.q_proj.weight, self.q_proj.bias,
+                self.out_proj.weight, self.out_proj.bias, projected=shared,
             )
         return self.attend_heads(self.queries(q), self.keys(k), self.values(v))
 

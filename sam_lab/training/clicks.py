@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..inference.masks import mask_box, mask_iou
+from ..inference.masks import mask_box, mask_iou, pairwise_mask_iou
 from .losses import sam_loss
 
 NUM_ROUNDS = 11
@@ -86,12 +86,9 @@ def level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor) 
     x = clicks[:, 0].long().clamp(0, w - 1)
     y = clicks[:, 1].long().clamp(0, h - 1)
     contains = levels[torch.arange(B, device=levels.device), :, y, x]  # (B, L)
-    pred = (logits > 0).flatten(2).float()  # (B, K, hw)
-    lv = levels.flatten(2).float()  # (B, L, hw)
-    inter = pred @ lv.transpose(1, 2)  # (B, K, L)
-    union = pred.sum(-1, keepdim=True) + lv.sum(-1)[:, None, :] - inter
-    iou = inter / union.clamp(min=1)
+    iou = torch.stack([pairwise_mask_iou(masks > 0, lv) for masks, lv in zip(logits, levels)])  # (B, K, L)
     return iou.masked_fill(~contains[:, None, :], 0.0).max(dim=-1).values
+
 
 def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_points: int = NUM_ERROR_POINTS) -> List[bool]:
     """For rounds 2..num_rounds: whether each adds a point. The last round adds none, and the
