@@ -16,8 +16,10 @@ Rows (targets in brackets):
 Prints a markdown table with each target and its gap; ``--out`` writes the numbers as JSON
 (atomically), with diagnostics that separate the IoU head from the ambiguity of a click: the share
 of targets whose click lies in no other mask, the predicted pick and the IoU Pearson on those,
-and both scored against whichever level containing the click matches best, and the mIoU the
-low-res mask size allows (the ground truth through it and back). Runs on 2 threads
+and both scored against whichever level containing the click matches best, the mIoU the
+low-res mask size allows (the ground truth through it and back, with soft and with binary
+low-res logits), and whether the decoder's upscaled features limit the masks after 20 clicks
+(the best linear readout of them fitted per target, :func:`feature_readout_ceiling`). Runs on 2 threads
 unless ``--threads`` says otherwise.
 """
 from __future__ import annotations
@@ -45,10 +47,13 @@ TARGETS = {  # metric -> (target, "min" if higher is better else "max")
 }
 
 
-def low_res_ceiling(dataset, low_res: int) -> float:
-    """Mean IoU of the ground truth after a round trip through a low_res x low_res logit map (area
-    downsampling, then the predictor's bilinear upsampling and threshold at 0): the best 1-click
-    mIoU a model with that mask resolution could reach."""
+def low_res_ceiling(dataset, low_res: int, binary: bool = False) -> dict:
+    """How well the ground truth survives a round trip through a low_res x low_res logit map, then
+    the predictor's bilinear upsampling and threshold at 0: the best a model with that mask size
+    could do. ``binary=False``: the area coverage (minus 0.5) as the logits, which places each
+    boundary inside its low-res pixel; ``binary=True``: coverage >= 0.5 as +-1, what a model trained
+    against the binary low-res target (``--mask-target binary``) learns at best. Returns the mean
+    IoU and the share of masks that can reach IoU 0.9 at all."""
     import numpy as np
     import torch.nn.functional as F
 
@@ -57,13 +62,71 @@ def low_res_ceiling(dataset, low_res: int) -> float:
     ious = []
     for i in range(len(dataset)):
         masks = torch.as_tensor(dataset[i]["masks"])[:, None].float()
-        coverage = F.interpolate(masks, (low_res, low_res), mode="area") - 0.5
-        back = F.interpolate(coverage, masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0
+        coverage = F.interpolate(masks, (low_res, low_res), mode="area")
+        logits = (coverage >= 0.5).float() * 2 - 1 if binary else coverage - 0.5
+        back = F.interpolate(logits, masks.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0
         ious.extend(mask_iou(back.numpy(), masks[:, 0].bool().numpy()).tolist())
-    return float(np.mean(ious))
+    return {"mean": float(np.mean(ious)), "share_reaching_0.9": float(np.mean(np.asarray(ious) >= 0.9))}
 
 
-def measure(model, images: int, grid: int = 32) -> dict:
+def feature_readout_ceiling(model, dataset, images: int = 20, clicks: int = 20, fit_steps: int = 600) -> dict:
+    """Is the decoder's upscaled feature map the limit? Each target of the first ``images`` images is
+    clicked ``clicks`` times as the evaluation clicks it; at the last round the mask decoder's upscaled
+    image features (transformer_dim / 8 channels at the low-res size, which every mask is a linear
+    readout of) are captured, and the best linear readout for that one target is fitted to its
+    area coverage (logistic regression, Adam). Returns the model's own mean IoU at that click, the
+    fitted readout's, and each one's share reaching 0.9. If the fitted readout cannot beat the
+    model's, no choice of output token can: the features themselves must get better."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from sam_lab.evaluation.interactive import farthest_from_boundary, next_eval_click
+    from sam_lab.inference.masks import mask_iou
+
+    predictor = SamPredictor(model)
+    captured = {}
+    hook = model.mask_decoder.output_upscaling.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o.detach()))
+    own, fitted = [], []
+    try:
+        for index in range(min(images, len(dataset))):
+            item = dataset[index]
+            predictor.set_image(item["image"])
+            for gt in item["masks"]:
+                points, labels, mask_input = [farthest_from_boundary(gt)], [1], None
+                for k in range(clicks):
+                    masks, scores, low_res = predictor.predict(np.array(points, float), np.array(labels), mask_input=mask_input,
+                                                               multimask_output=(k == 0))
+                    best = int(np.argmax(scores))
+                    chosen, mask_input = masks[best], low_res[best][None]
+                    if k < clicks - 1:
+                        nxt = next_eval_click(chosen, gt) or (farthest_from_boundary(gt), 1)
+                        points.append(nxt[0])
+                        labels.append(nxt[1])
+                features = captured["features"][0]  # (C/8, h, w) for this single prompt set
+                coverage = F.interpolate(torch.as_tensor(gt)[None, None].float(), features.shape[-2:], mode="area")[0, 0]
+                x = features.reshape(len(features), -1)
+                x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
+                with torch.enable_grad():
+                    weight = torch.zeros(len(features), requires_grad=True)
+                    bias = torch.zeros(1, requires_grad=True)
+                    optimiser = torch.optim.Adam([weight, bias], lr=0.2)
+                    for _ in range(fit_steps):
+                        logits = (weight @ x + bias).reshape(coverage.shape)
+                        loss = F.binary_cross_entropy_with_logits(logits, coverage)
+                        optimiser.zero_grad()
+                        loss.backward()
+                        optimiser.step()
+                up = F.interpolate(logits.detach()[None, None], gt.shape, mode="bilinear", align_corners=False)[0, 0] > 0
+                own.append(float(mask_iou(chosen[None], gt[None])[0]))
+                fitted.append(float(mask_iou(up[None].numpy(), gt[None])[0]))
+    finally:
+        hook.remove()
+    own, fitted = np.asarray(own), np.asarray(fitted)
+    return {"targets": len(own), "clicks": clicks, "model_iou": float(own.mean()), "model_share_0.9": float((own >= 0.9).mean()),
+            "readout_iou": float(fitted.mean()), "readout_share_0.9": float((fitted >= 0.9).mean())}
+
+
+def measure(model, images: int, grid: int = 32, readout: bool = True) -> dict:
     from skimage import data
 
     predictor = SamPredictor(model)
@@ -90,7 +153,9 @@ def measure(model, images: int, grid: int = 32) -> dict:
         "synthetic_predicted_any_object": interactive.miou_1click_predicted_any_object,
         "synthetic_iou_pearson_unambiguous": calibration["pearson_unambiguous"],
         "synthetic_iou_pearson_any_object": calibration["pearson_any_object"],
-        "synthetic_low_res_ceiling": low_res_ceiling(synthetic, 4 * model.prompt_encoder.image_embedding_size[0]),
+        "synthetic_low_res_ceiling": low_res_ceiling(synthetic, 4 * model.prompt_encoder.image_embedding_size[0])["mean"],
+        "synthetic_low_res_ceiling_binary": low_res_ceiling(synthetic, 4 * model.prompt_encoder.image_embedding_size[0], binary=True),
+        "synthetic_feature_readout": feature_readout_ceiling(model, synthetic) if readout else None,
         "photos_targets": photo_clicks.num_targets,
         "photos_oracle": photo_clicks.miou_1click_oracle,
         "photos_predicted": photo_clicks.miou_1click_predicted,
@@ -116,6 +181,15 @@ def table(result: dict) -> str:
                      f"{result['synthetic_iou_pearson_unambiguous']:.3f} / {result['synthetic_iou_pearson_any_object']:.3f} | | |")
     if "synthetic_low_res_ceiling" in result:
         lines.append(f"| (diagnostic) ground truth through the low-res mask size and back | mean IoU {result['synthetic_low_res_ceiling']:.3f} | | |")
+    if result.get("synthetic_low_res_ceiling_binary"):
+        c = result["synthetic_low_res_ceiling_binary"]
+        lines.append(f"| (diagnostic) the same with the binary low-res target (coverage >= 0.5) | mean IoU {c['mean']:.3f}, "
+                     f"{c['share_reaching_0.9']:.2f} of masks can reach 0.9 | | |")
+    if result.get("synthetic_feature_readout"):
+        r = result["synthetic_feature_readout"]
+        lines.append(f"| (diagnostic) after {r['clicks']} clicks, {r['targets']} targets: the model's mask / the best linear readout of its "
+                     f"upscaled features | IoU {r['model_iou']:.3f} / {r['readout_iou']:.3f}; reaching 0.9: "
+                     f"{r['model_share_0.9']:.2f} / {r['readout_share_0.9']:.2f} | | |")
     for name, f in result["grid_filters"].items():
         lines.append(f"| generator filters on {name}() | {f['survivors']} of {f['candidates']} kept "
                      f"(best stability {f['best_stability']:.2f}, best predicted IoU {f['best_predicted_iou']:.2f}) | > 0 | "

@@ -126,6 +126,19 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def chosen_levers(args, levers: dict) -> bool:
+    """``--list`` prints the levers (False: nothing to run); unknown ``--levers`` names end the
+    script with an error naming them; else True."""
+    if args.list:
+        for name, changes in levers.items():
+            print(f"{name:24} {changes}")
+        return False
+    unknown = [name for name in args.levers if name not in levers]
+    if unknown:
+        raise SystemExit(f"levers: expected names from {sorted(levers)}, got {unknown}")
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levers", nargs="+", default=["baseline", "last_round", "first_last", "alpha_half"])
@@ -136,13 +149,8 @@ def main() -> None:
     parser.add_argument("--mae-encoder", default=None, help="encoder.safetensors for the mae_init lever")
     parser.add_argument("--list", action="store_true", help="print the levers and exit")
     args = parser.parse_args()
-    if args.list:
-        for name, changes in LEVERS.items():
-            print(f"{name:24} {changes}")
+    if not chosen_levers(args, LEVERS):
         return
-    unknown = [name for name in args.levers if name not in LEVERS]
-    if unknown:
-        raise SystemExit(f"levers: expected names from {sorted(LEVERS)}, got {unknown}")
     out = Path(args.out)
     results_path = out / "levers.json"
     rows = json.loads(results_path.read_text()) if results_path.exists() else []

@@ -554,3 +554,149 @@ def test_any_level_iou_target_trains_the_iou_head_on_the_level_score(tmp_path, m
         train(_cfg(tmp_path / "x", steps=1, iou_target="max"), resume=False, progress=False)
     with pytest.raises(ValueError, match="iou_target: expected shape"):
         real(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3), torch.zeros(2, 4, 4), iou_target=torch.zeros(2, 1))
+
+
+# ----------------------------------------------------------------------------- mask targets
+
+def _disc(size: int, radius: float, centre: float) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    return (ys - centre) ** 2 + (xs - centre) ** 2 <= radius**2
+
+
+def _fit_free_logits(target: torch.Tensor, full: bool, steps: int = 300) -> torch.Tensor:
+    """A free 16x16 logit map trained with sam_loss against one target (16x16 coverage or the
+    64x64 mask itself when ``full``); returns it upsampled to 64x64 and thresholded."""
+    import torch.nn.functional as F
+
+    logits = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    optimiser = torch.optim.Adam([logits], lr=0.1)
+    for _ in range(steps):
+        scored = F.interpolate(logits, (64, 64), mode="bilinear", align_corners=False) if full else logits
+        loss = sam_loss(scored, torch.zeros(1, 1), target[None], focal_alpha=0.5)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return F.interpolate(logits.detach(), (64, 64), mode="bilinear", align_corners=False)[0, 0] > 0
+
+
+def test_soft_and_full_size_mask_targets_place_the_boundary_inside_a_low_res_pixel():
+    """A disc of radius 5.2 px on a 64-px image, predicted by a 16x16 logit map (4 px a logit, as
+    the tiny model's 64x64 masks of its 256-px input). Trained against the binary low-res target
+    (coverage >= 0.5), the best logits know the boundary only to the nearest low-res pixel; against
+    the soft coverage or the full-size mask they learn where inside a pixel it runs, and the
+    upsampled mask's IoU with the disc rises (measured: 0.755 binary, 0.910 soft, 0.978 full)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    disc = _disc(64, 5.2, 29.6)
+    coverage = F.interpolate(disc[None, None].float(), (16, 16), mode="area")[0, 0]
+    ious = {}
+    for name, target, full in [("binary", coverage >= 0.5, False), ("soft", coverage, False), ("full", disc, True)]:
+        ious[name] = float(mask_iou(_fit_free_logits(target, full)[None], disc[None]))
+    assert ious["soft"] > ious["binary"] + 0.1 and ious["full"] > ious["binary"] + 0.1, ious
+    # a soft target that is exactly 0 or 1 is the binary target: the same loss and IoU
+    binary = (coverage >= 0.5).float()
+    logits, iou_pred = torch.randn(1, 3, 16, 16), torch.rand(1, 3)
+    a, b = sam_loss(logits, iou_pred, binary[None]), sam_loss(logits, iou_pred, binary.bool()[None])
+    assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["iou_true"], b["iou_true"])
+    # the IoU head's target for a soft target is the IoU against coverage >= 0.5
+    soft = sam_loss(logits, iou_pred, coverage[None])
+    assert torch.allclose(soft["iou_true"], mask_iou(logits > 0, (coverage >= 0.5)[None, None].expand(1, 3, 16, 16)))
+
+
+def test_mask_target_decides_what_the_episode_scores_and_bad_ones_are_refused(tmp_path, monkeypatch):
+    """"binary" and "soft" score the 64x64 low-res logits (a bool target, then the coverage
+    fraction), "full" scores them upsampled to 256x256 against the full-size bool target;
+    TrainConfig(mask_target=...) reaches the episode, and an unknown name is an error naming it."""
+    from sam_lab.training import clicks
+    from sam_lab.training.train import train
+
+    model = build_sam("tiny").train()
+    targets = torch.zeros(2, 256, 256, dtype=torch.bool)
+    targets[0, 50:151, 61:119] = True
+    targets[1, 101:203, 99:221] = True
+    embeddings = model.image_encoder(model.preprocess(torch.rand(2, 3, 256, 256) * 255))
+    seen = []
+    real = clicks.sam_loss
+
+    def spy(logits, iou_pred, target, **kw):
+        seen.append((tuple(logits.shape[-2:]), target.dtype, bool(((target > 0) & (target < 1)).any())))
+        return real(logits, iou_pred, target, **kw)
+
+    monkeypatch.setattr(clicks, "sam_loss", spy)
+    for name in ("binary", "soft", "full"):
+        out = clicks.simulate_training_episode(model, embeddings, targets, np.random.default_rng(0), num_rounds=1, num_points=0,
+                                               use_box=False, mask_target=name)
+        out["loss"].backward(retain_graph=True)
+    assert seen == [((64, 64), torch.bool, False), ((64, 64), torch.float32, True), ((256, 256), torch.bool, False)]
+    with pytest.raises(ValueError, match="mask_target: expected one of"):
+        clicks.simulate_training_episode(model, embeddings, targets, np.random.default_rng(0), mask_target="exact")
+    seen.clear()
+    train(_cfg(tmp_path / "soft", steps=1, rounds=1, error_points=0, mask_target="soft"), resume=False, progress=False)
+    assert seen and all(dtype == torch.float32 for _, dtype, _ in seen)
+    with pytest.raises(ValueError, match="mask_target: expected one of"):
+        train(_cfg(tmp_path / "x", steps=1, mask_target="exact"), resume=False, progress=False)
+
+
+def test_tiny_targets_ceilings_binary_targets_cap_the_iou_and_the_readout_finds_a_feature_that_holds_the_mask():
+    """benchmarks/tiny_targets.py's diagnostics. The binary low-res target loses more than the
+    soft one (on 4 unseen images: fewer masks can reach 0.9). The feature readout captures the
+    decoder's upscaled features at the last click and fits the best linear readout: with one
+    feature channel overwritten by the target's own coverage logit it finds that channel (IoU
+    near the soft ceiling), whatever the untrained model's masks are."""
+    import torch.nn.functional as F
+    from conftest import load_benchmark
+
+    from sam_lab.training.data import SyntheticShapes
+
+    bench = load_benchmark("tiny_targets")
+    images = SyntheticShapes(4, seed=10_000)
+    soft, binary = bench.low_res_ceiling(images, 64), bench.low_res_ceiling(images, 64, binary=True)
+    assert soft["mean"] > binary["mean"] + 0.02 and soft["share_reaching_0.9"] > binary["share_reaching_0.9"]
+
+    class OneImage:
+        def __init__(self):
+            self.mask = np.zeros((256, 256), dtype=bool)
+            self.mask[70:151, 83:171] = True
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, index):
+            return {"image": np.full((256, 256, 3), 120, dtype=np.uint8), "masks": self.mask[None]}
+
+    data = OneImage()
+    model = build_sam("tiny").eval()
+    upscaling = model.mask_decoder.output_upscaling
+    coverage = F.interpolate(torch.as_tensor(data.mask)[None, None].float(), (64, 64), mode="area")[0, 0]
+
+    class Planted(torch.nn.Module):
+        def forward(self, x):
+            out = upscaling(x).clone()
+            out[:, 0] = 10 * (coverage - 0.5)
+            return out
+
+    model.mask_decoder.output_upscaling = Planted()
+    # the hook is registered on the module that produces the features: the planted one
+    result = bench.feature_readout_ceiling(model, data, images=1, clicks=2, fit_steps=300)
+    assert result["targets"] == 1 and result["clicks"] == 2
+    assert result["readout_iou"] > 0.95 and result["readout_share_0.9"] == 1.0
+
+
+def test_finetune_levers_are_valid_train_configs_that_differ_from_the_control_in_one_field():
+    """benchmarks/finetune_levers.py: every lever builds a TrainConfig that starts from the shipped
+    weights, and differs from the control ("binary") only in the field it names."""
+    from dataclasses import asdict
+
+    from conftest import load_benchmark
+
+    from sam_lab.training.clicks import MASK_TARGETS
+    from sam_lab.training.train import TrainConfig
+
+    bench = load_benchmark("finetune_levers")
+    control = asdict(TrainConfig(**{**bench.BASE, **bench.LEVERS["binary"]}))
+    assert control["init"] == "sam_lab/weights/tiny.safetensors" and control["mask_target"] == "binary"
+    for name, changes in bench.LEVERS.items():
+        config = asdict(TrainConfig(**{**bench.BASE, **changes}))
+        assert {k for k in config if config[k] != control[k]} <= set(changes), name
+    assert {bench.LEVERS[n]["mask_target"] for n in ("binary", "soft", "full")} == set(MASK_TARGETS)

@@ -7,7 +7,8 @@ Min-loss      with three outputs (one ambiguous prompt), only the mask with the 
               loss is trained, so the three tokens are free to specialise on whole / part /
               subpart instead of averaging them into a blur
 
-Shapes: logits (B, C, H, W) with C = 3 or 1; target (B, H, W) bool or 0/1 float.
+Shapes: logits (B, C, H, W) with C = 3 or 1; target (B, H, W) bool, or float in [0, 1] (a soft
+target: the share of each pixel the object covers; the IoU is then taken against coverage >= 0.5).
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def sam_loss(
     chosen = per_mask.argmin(dim=1)  # min over the candidates: only the best one learns
     mask_term = per_mask.gather(1, chosen[:, None]).squeeze(1).mean()
     with torch.no_grad():
-        iou_true = mask_iou(logits > 0, target.bool())  # the IoU head's target
+        iou_true = mask_iou(logits > 0, target >= 0.5)  # the IoU head's target
     if iou_target is not None and tuple(iou_target.shape) != tuple(iou_pred.shape):
         raise ValueError(f"iou_target: expected shape {tuple(iou_pred.shape)} like iou_pred, got {tuple(iou_target.shape)}")
     iou_term = F.mse_loss(iou_pred, iou_true if iou_target is None else iou_target.to(iou_pred.dtype))

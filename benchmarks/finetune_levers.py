@@ -1,0 +1,87 @@
+"""Levers that need a trained model, compared at an equal wall-clock budget: each fine-tunes the
+shipped tiny model the same way, changing one thing, then is measured by tiny_targets.py.
+
+    python benchmarks/finetune_levers.py --minutes 10 --levers binary soft full
+    python benchmarks/finetune_levers.py --list
+
+Every run starts from sam_lab/weights/tiny.safetensors and trains the 11-round simulation with
+``--grad-rounds first_random`` (round 1 and one later round backpropagated per step), lr 3e-4
+without drops, 20 warm-up steps, 2 images x 8 prompted masks, 1,000 augmented synthetic images
+of seed 0, focal alpha 0.5, for ``--minutes`` of training (data preparation excluded). Then
+:func:`tiny_targets.measure` on ``--images`` unseen images (seed 10000) and the photos. The
+lever "binary" changes nothing: it is the control, the fine-tune itself.
+
+Results are written to ``OUT`` (JSON, atomically) after every lever; a finished lever is skipped
+on rerun. Runs use both cores: run nothing else meanwhile.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_targets import measure  # noqa: E402
+from train_levers import chosen_levers  # noqa: E402
+
+from sam_lab.training.train import TrainConfig, train  # noqa: E402
+from sam_lab.weights import write_atomically  # noqa: E402
+
+BASE = dict(config="tiny", init="sam_lab/weights/tiny.safetensors", steps=100_000, batch_size=2, masks_per_image=8,
+            lr=3e-4, warmup=20, seed=1, num_images=1000, augment=True, grad_rounds="first_random", focal_alpha=0.5,
+            threads=2, attention="sdpa", checkpoint_every=100_000, milestones=[10.0, 10.0])
+LEVERS = {
+    # what the mask loss compares the 64x64 logits with (TrainConfig.mask_target)
+    "binary": {"mask_target": "binary"},  # the control: the area-downsampled target thresholded at 0.5
+    "soft": {"mask_target": "soft"},  # the area coverage as a soft target
+    "full": {"mask_target": "full"},  # the logits upsampled to 256 px against the full-size target
+}
+COLUMNS = ("synthetic_oracle", "synthetic_predicted", "synthetic_noc90", "synthetic_iou_pearson", "photos_oracle", "photos_box")
+
+
+def run(name: str, minutes: float, images: int, work: Path) -> dict:
+    cfg = TrainConfig(**{**BASE, **LEVERS[name], "out": str(work / name)})
+    result = train(cfg, resume=False, progress=False, time_limit=minutes * 60)
+    metrics = measure(result["model"].eval(), images, readout=False)
+    return {"lever": name, "changes": LEVERS[name], "steps": result["step"], "train_seconds": result["seconds"],
+            "s_per_step": result["seconds"] / max(result["step"], 1), **metrics}
+
+
+def table(rows) -> str:
+    head = "| lever | steps | s/step | " + " | ".join(COLUMNS) + " | IoU after 5 / 10 / 20 clicks |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    for r in rows:
+        after = " / ".join(f"{v:.3f}" for v in r["synthetic_iou_after_5_10_20"])
+        lines.append(f"| {r['lever']} | {r['steps']} | {r['s_per_step']:.2f} | " + " | ".join(f"{r[c]:.3f}" for c in COLUMNS) + f" | {after} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levers", nargs="+", default=list(LEVERS))
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--images", type=int, default=40, help="unseen synthetic images (seed 10000)")
+    parser.add_argument("--work", default="runs/finetune_levers", help="training folders")
+    parser.add_argument("--out", default="runs/finetune_levers/levers.json")
+    parser.add_argument("--list", action="store_true")
+    args = parser.parse_args()
+    if not chosen_levers(args, LEVERS):
+        return
+    torch.set_num_threads(BASE["threads"])
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if out.exists() else []
+    for name in args.levers:
+        if any(r["lever"] == name for r in rows):
+            continue
+        rows.append(run(name, args.minutes, args.images, Path(args.work)))
+        text = json.dumps(rows, indent=1, default=float)
+        write_atomically(out, lambda temp: Path(temp).write_text(text))
+        print(table(rows), flush=True)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
