@@ -13,6 +13,12 @@ lever "binary" changes nothing: it is the control, the fine-tune itself.
 
 Results are written to ``OUT`` (JSON, atomically) after every lever; a finished lever is skipped
 on rerun. Runs use both cores: run nothing else meanwhile.
+
+A wider decoder cannot start from the shipped decoder. ``--trunk-init OUT [--config-overrides S]``
+writes a starting point for that comparison instead: the shipped encoder's trunk (patch embedding,
+positions, blocks), with the neck, prompt encoder and mask decoder freshly initialised (seed 0,
+``tied_qk``) at the given config. The README's decoder-width table trains one such file per
+width with the same ``python -m sam_lab.training ... --init OUT`` command.
 """
 from __future__ import annotations
 
@@ -38,8 +44,36 @@ LEVERS = {
     "binary": {"mask_target": "binary"},  # the control: the area-downsampled target thresholded at 0.5
     "soft": {"mask_target": "soft"},  # the area coverage as a soft target
     "full": {"mask_target": "full"},  # the logits upsampled to 256 px against the full-size target
+    # the evaluation clicks up to 20 times; the paper's simulation trains up to 9 points (11 rounds)
+    "rounds_21": {"rounds": 21, "error_points": 18},  # 18 error-region points, 2 mask-only rounds
+    "frozen_encoder": {"freeze_encoder": True},  # more decoder steps a minute: no encoder backward
 }
 COLUMNS = ("synthetic_oracle", "synthetic_predicted", "synthetic_noc90", "synthetic_iou_pearson", "photos_oracle", "photos_box")
+
+
+def trunk_init(out: str, overrides: str = "") -> dict:
+    """Write (atomically, safetensors) a model at ``tiny`` + ``overrides`` whose image-encoder trunk
+    is the shipped model's and whose neck, prompt encoder and mask decoder are new; returns counts."""
+    from safetensors.torch import save_file
+
+    from sam_lab import build_sam, load_model
+    from sam_lab.config import override_config
+    from sam_lab.training.train import tie_query_key
+
+    torch.manual_seed(0)
+    model = build_sam(override_config("tiny", overrides))
+    tie_query_key(model)
+    shipped = load_model("tiny").state_dict()
+    state = model.state_dict()
+    trunk = [k for k in state if k.startswith("image_encoder.") and not k.startswith("image_encoder.neck.")]
+    mismatched = [k for k in trunk if shipped[k].shape != state[k].shape]
+    if mismatched:
+        raise ValueError(f"overrides: the encoder trunk must keep the shipped shapes to be copied, but {mismatched[:3]} differ")
+    state.update({k: shipped[k].clone() for k in trunk})
+    model.load_state_dict(state, strict=True)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_atomically(Path(out), lambda temp: save_file(tensors, str(temp)))
+    return {"copied": len(trunk), "tensors": len(state), "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def run(name: str, minutes: float, images: int, work: Path) -> dict:
@@ -67,7 +101,12 @@ def main() -> None:
     parser.add_argument("--work", default="runs/finetune_levers", help="training folders")
     parser.add_argument("--out", default="runs/finetune_levers/levers.json")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--trunk-init", default=None, metavar="OUT", help="write a trunk-only starting point and exit")
+    parser.add_argument("--config-overrides", default="", help="with --trunk-init: the model's config changes")
     args = parser.parse_args()
+    if args.trunk_init:
+        print(trunk_init(args.trunk_init, args.config_overrides))
+        return
     if not chosen_levers(args, LEVERS):
         return
     torch.set_num_threads(BASE["threads"])

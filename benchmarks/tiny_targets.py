@@ -126,6 +126,29 @@ def feature_readout_ceiling(model, dataset, images: int = 20, clicks: int = 20, 
             "readout_iou": float(fitted.mean()), "readout_share_0.9": float((fitted >= 0.9).mean())}
 
 
+SIZE_BINS = ((0, 1000), (1000, 3000), (3000, 8000), (8000, None))  # mask area in pixels of the 256-px image
+
+
+def reach_by_kind(dataset, interactive) -> dict:
+    """The share of targets that reach IoU 0.9 before the 20-click cap, and their NoC@90, by mask
+    area and by nesting level (0 whole, 1 part, 2 subpart); ``interactive`` is
+    evaluate_interactive's result over the same dataset (targets in image order)."""
+    import numpy as np
+
+    areas, levels = [], []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        areas.extend(item["masks"].reshape(len(item["masks"]), -1).sum(1).tolist())
+        levels.extend(item["level"].tolist())
+    areas, levels, noc = np.asarray(areas), np.asarray(levels), np.asarray(interactive.per_target_noc90)
+    if len(noc) != len(areas):
+        raise ValueError(f"interactive: expected one NoC per mask of the dataset ({len(areas)}), got {len(noc)}")
+    groups = {f"area {lo}-{hi or 'up'}": (areas >= lo) & (areas < (hi or np.inf)) for lo, hi in SIZE_BINS}
+    groups.update({f"level {k}": levels == k for k in sorted(set(levels.tolist()))})
+    return {name: {"targets": int(keep.sum()), "reach_0.9": float((noc[keep] < 20).mean()), "noc90": float(noc[keep].mean())}
+            for name, keep in groups.items() if keep.any()}
+
+
 def measure(model, images: int, grid: int = 32, readout: bool = True) -> dict:
     from skimage import data
 
@@ -147,6 +170,7 @@ def measure(model, images: int, grid: int = 32, readout: bool = True) -> dict:
         "synthetic_noc90": interactive.noc90,
         "synthetic_iou_after_5_10_20": [float(interactive.iou_per_click[k]) for k in (4, 9, 19)],
         "synthetic_iou_pearson": calibration["pearson"],
+        "synthetic_reach_by_kind": reach_by_kind(synthetic, interactive),
         # diagnostics, not targets: how much of the predicted pick's gap is the click's ambiguity
         "synthetic_unambiguous_share": interactive.unambiguous_share,
         "synthetic_predicted_unambiguous": interactive.miou_1click_predicted_unambiguous,
@@ -190,6 +214,9 @@ def table(result: dict) -> str:
         lines.append(f"| (diagnostic) after {r['clicks']} clicks, {r['targets']} targets: the model's mask / the best linear readout of its "
                      f"upscaled features | IoU {r['model_iou']:.3f} / {r['readout_iou']:.3f}; reaching 0.9: "
                      f"{r['model_share_0.9']:.2f} / {r['readout_share_0.9']:.2f} | | |")
+    for name, r in result.get("synthetic_reach_by_kind", {}).items():
+        lines.append(f"| (diagnostic) {name}: {r['targets']} targets | {r['reach_0.9']:.2f} reach IoU 0.9 within 19 clicks, "
+                     f"NoC@90 {r['noc90']:.1f} | | |")
     for name, f in result["grid_filters"].items():
         lines.append(f"| generator filters on {name}() | {f['survivors']} of {f['candidates']} kept "
                      f"(best stability {f['best_stability']:.2f}, best predicted IoU {f['best_predicted_iou']:.2f}) | > 0 | "

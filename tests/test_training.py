@@ -700,3 +700,55 @@ def test_finetune_levers_are_valid_train_configs_that_differ_from_the_control_in
         config = asdict(TrainConfig(**{**bench.BASE, **changes}))
         assert {k for k in config if config[k] != control[k]} <= set(changes), name
     assert {bench.LEVERS[n]["mask_target"] for n in ("binary", "soft", "full")} == set(MASK_TARGETS)
+
+
+def test_trunk_init_keeps_the_shipped_encoder_trunk_and_starts_the_rest_fresh_at_a_wider_decoder(tmp_path):
+    """finetune_levers.py --trunk-init: the encoder's patch embedding, positions and blocks are the
+    shipped model's; the neck, prompt encoder and decoder are new (tied_qk: keys = queries) at the
+    overridden width; a change that alters the trunk's shapes is refused, naming the argument."""
+    from conftest import load_benchmark
+
+    from sam_lab.config import override_config
+    from sam_lab.weights import load_checkpoint
+
+    bench = load_benchmark("finetune_levers")
+    wide = ("image_encoder.out_chans=128, prompt_encoder.embed_dim=128, mask_decoder.transformer_dim=128, "
+            "mask_decoder.transformer_mlp_dim=512, mask_decoder.iou_head_hidden_dim=128")
+    counts = bench.trunk_init(str(tmp_path / "init.safetensors"), wide)
+    model = build_sam(override_config("tiny", wide))
+    load_checkpoint(model, str(tmp_path / "init.safetensors"))
+    shipped = sam_lab.load_model("tiny").state_dict()
+    state = model.state_dict()
+    assert counts["parameters"] == 1_470_048 and counts["copied"] == 59
+    assert torch.equal(state["image_encoder.blocks.3.mlp.lin2.weight"], shipped["image_encoder.blocks.3.mlp.lin2.weight"])
+    assert state["mask_decoder.output_upscaling.3.weight"].shape[1] == 128 // 8  # 16 feature channels, not 8
+    attention = model.mask_decoder.transformer.layers[0].cross_attn_token_to_image
+    assert torch.equal(attention.k_proj.weight, attention.q_proj.weight)
+    with pytest.raises(ValueError, match="overrides: the encoder trunk must keep the shipped shapes"):
+        bench.trunk_init(str(tmp_path / "x.safetensors"), "image_encoder.embed_dim=192, image_encoder.num_heads=8")
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_tiny_targets_groups_noc_by_mask_size_and_level():
+    """reach_by_kind: targets in image order, grouped by area bin and nesting level; a target whose
+    NoC@90 is the cap (20) has not reached 0.9; a result of another length is refused."""
+    from types import SimpleNamespace
+
+    from conftest import load_benchmark
+
+    bench = load_benchmark("tiny_targets")
+
+    def item(areas, levels):
+        masks = np.zeros((len(areas), 256, 256), dtype=bool)
+        for k, a in enumerate(areas):
+            masks[k].flat[:a] = True
+        return {"masks": masks, "level": np.array(levels)}
+
+    data = [item([500, 5000], [0, 1]), item([9000], [0])]
+    result = bench.reach_by_kind(data, SimpleNamespace(per_target_noc90=[20, 3, 5]))
+    assert result["area 0-1000"] == {"targets": 1, "reach_0.9": 0.0, "noc90": 20.0}
+    assert result["area 3000-8000"] == {"targets": 1, "reach_0.9": 1.0, "noc90": 3.0}
+    assert result["area 8000-up"]["noc90"] == 5.0 and "area 1000-3000" not in result
+    assert result["level 0"] == {"targets": 2, "reach_0.9": 0.5, "noc90": 12.5} and result["level 1"]["targets"] == 1
+    with pytest.raises(ValueError, match="interactive: expected one NoC per mask"):
+        bench.reach_by_kind(data, SimpleNamespace(per_target_noc90=[20, 3]))
