@@ -14,6 +14,10 @@ lever "binary" changes nothing: it is the control, the fine-tune itself.
 Results are written to ``OUT`` (JSON, atomically) after every lever; a finished lever is skipped
 on rerun. Runs use both cores: run nothing else meanwhile.
 
+The lever "patch8" moves the shipped weights to a finer token grid first (:func:`regrid_init`:
+32x32 tokens and 128x128 low-res masks at 256 px, starting out equal to the shipped model on the
+image upsampled 2x) and fine-tunes that the same way; each of its steps costs more.
+
 A wider decoder cannot start from the shipped decoder. ``--trunk-init OUT [--config-overrides S]``
 writes a starting point for that comparison instead: the shipped encoder's trunk (patch embedding,
 positions, blocks), with the neck, prompt encoder and mask decoder freshly initialised (seed 0,
@@ -47,6 +51,9 @@ LEVERS = {
     # the evaluation clicks up to 20 times; the paper's simulation trains up to 9 points (11 rounds)
     "rounds_21": {"rounds": 21, "error_points": 18},  # 18 error-region points, 2 mask-only rounds
     "frozen_encoder": {"freeze_encoder": True},  # more decoder steps a minute: no encoder backward
+    # a finer token grid for the small and nested masks: the shipped weights moved to patch 8
+    # (32x32 tokens, 128x128 low-res masks) by regrid_init, then fine-tuned like the others
+    "patch8": {"regrid": 8},
 }
 COLUMNS = ("synthetic_oracle", "synthetic_predicted", "synthetic_noc90", "synthetic_iou_pearson", "photos_oracle", "photos_box")
 
@@ -76,8 +83,63 @@ def trunk_init(out: str, overrides: str = "") -> dict:
     return {"copied": len(trunk), "tensors": len(state), "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def regrid_init(out: str, patch_size: int = 8) -> dict:
+    """Write (atomically, safetensors) the shipped model moved to a finer token grid, ready to
+    fine-tune: ``patch_size`` 8 at 256 px gives 32x32 tokens and 128x128 low-res masks.
+
+    The new model starts out computing what the shipped one computes on the image upsampled by
+    ``f = 16 / patch_size`` (nearest): the patch kernel is sum-pooled over f x f blocks (an
+    f x f block of the upsampled image repeats one pixel), the absolute positions are resized
+    bicubically to the new grid, windows grow by f so that each still covers the same part of
+    the image, and every relative-position table is resized linearly along its offsets (as
+    :func:`sam_lab.modeling.positional_encoding.get_rel_pos` does for a grid it was not trained
+    at). The neck, prompt encoder and mask decoder are copied unchanged: none of their weights
+    depends on the grid. Returns the new config's overrides and counts."""
+    import torch.nn.functional as F
+    from safetensors.torch import save_file
+
+    from sam_lab import build_sam, load_model
+    from sam_lab.config import get_config, override_config
+    from sam_lab.modeling.positional_encoding import resize_absolute_pos_embed
+
+    old = get_config("tiny").image_encoder
+    if not isinstance(patch_size, int) or patch_size <= 0 or old.patch_size % patch_size:
+        raise ValueError(f"patch_size: expected a positive divisor of the shipped patch size {old.patch_size}, got {patch_size!r}")
+    f = old.patch_size // patch_size
+    overrides = f"image_encoder.patch_size={patch_size}, image_encoder.window_size={old.window_size * f}"
+    model = build_sam(override_config("tiny", overrides))
+    target = model.state_dict()
+    state = {k: v.clone() for k, v in load_model("tiny").state_dict().items()}
+    kernel = state["image_encoder.patch_embed.proj.weight"]  # (D, 3, P, P)
+    state["image_encoder.patch_embed.proj.weight"] = F.avg_pool2d(kernel, f) * f * f
+    grid = target["image_encoder.pos_embed"].shape[1:3]
+    state["image_encoder.pos_embed"] = resize_absolute_pos_embed(state["image_encoder.pos_embed"], tuple(grid))
+    for key, value in list(state.items()):
+        if ".attn.rel_pos_" in key and value.shape != target[key].shape:
+            table = F.interpolate(value.T[None], size=target[key].shape[0], mode="linear")[0].T  # (L', C)
+            state[key] = table.contiguous()
+    mismatched = [k for k in target if state[k].shape != target[k].shape]
+    if mismatched:
+        raise AssertionError(f"regrid left shapes unmatched: {mismatched[:3]}")
+    model.load_state_dict(state, strict=True)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    write_atomically(Path(out), lambda temp: save_file(tensors, str(temp)))
+    return {"overrides": overrides, "tensors": len(state), "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def train_config(name: str, work: Path) -> TrainConfig:
+    """The fine-tune of lever ``name``, training into ``work / name``. A "regrid" lever first
+    writes its starting point there (:func:`regrid_init`) and starts from it at the new grid."""
+    changes = dict(LEVERS[name])
+    if "regrid" in changes:
+        start = work / name / "regrid_init.safetensors"
+        made = regrid_init(str(start), changes.pop("regrid"))
+        changes.update(init=str(start), config_overrides=made["overrides"])
+    return TrainConfig(**{**BASE, **changes, "out": str(work / name)})
+
+
 def run(name: str, minutes: float, images: int, work: Path) -> dict:
-    cfg = TrainConfig(**{**BASE, **LEVERS[name], "out": str(work / name)})
+    cfg = train_config(name, work)
     result = train(cfg, resume=False, progress=False, time_limit=minutes * 60)
     metrics = measure(result["model"].eval(), images, readout=False)
     return {"lever": name, "changes": LEVERS[name], "steps": result["step"], "train_seconds": result["seconds"],

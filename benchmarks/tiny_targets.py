@@ -70,55 +70,46 @@ def low_res_ceiling(dataset, low_res: int, binary: bool = False) -> dict:
 
 
 def feature_readout_ceiling(model, dataset, images: int = 20, clicks: int = 20, fit_steps: int = 600) -> dict:
-    """Is the decoder's upscaled feature map the limit? Each target of the first ``images`` images is
-    clicked ``clicks`` times as the evaluation clicks it; at the last round the mask decoder's upscaled
-    image features (transformer_dim / 8 channels at the low-res size, which every mask is a linear
-    readout of) are captured, and the best linear readout for that one target is fitted to its
-    area coverage (logistic regression, Adam). Returns the model's own mean IoU at that click, the
-    fitted readout's, and each one's share reaching 0.9. If the fitted readout cannot beat the
-    model's, no choice of output token can: the features themselves must get better."""
+    """Is the decoder's upscaled feature map the limit? The targets of the first ``images`` images are
+    clicked ``clicks`` times by :func:`evaluate_interactive`, one image at a time; at the last round the
+    mask decoder's upscaled image features (transformer_dim / 8 channels at the low-res size, which
+    every mask is a linear readout of) are captured, and the best linear readout for each target is
+    fitted to its area coverage (logistic regression, Adam). Returns the model's own mean IoU at that
+    click, the fitted readout's, and each one's share reaching 0.9. If the fitted readout cannot beat
+    the model's, no choice of output token can: the features themselves must get better."""
     import numpy as np
     import torch.nn.functional as F
 
-    from sam_lab.evaluation.interactive import farthest_from_boundary, next_eval_click
     from sam_lab.inference.masks import mask_iou
 
     predictor = SamPredictor(model)
-    captured = {}
+    captured = {}  # the last call's features: round ``clicks`` once an image's evaluation returns
     hook = model.mask_decoder.output_upscaling.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o.detach()))
     own, fitted = [], []
     try:
         for index in range(min(images, len(dataset))):
             item = dataset[index]
-            predictor.set_image(item["image"])
-            for gt in item["masks"]:
-                points, labels, mask_input = [farthest_from_boundary(gt)], [1], None
-                for k in range(clicks):
-                    masks, scores, low_res = predictor.predict(np.array(points, float), np.array(labels), mask_input=mask_input,
-                                                               multimask_output=(k == 0))
-                    best = int(np.argmax(scores))
-                    chosen, mask_input = masks[best], low_res[best][None]
-                    if k < clicks - 1:
-                        nxt = next_eval_click(chosen, gt) or (farthest_from_boundary(gt), 1)
-                        points.append(nxt[0])
-                        labels.append(nxt[1])
-                features = captured["features"][0]  # (C/8, h, w) for this single prompt set
-                coverage = F.interpolate(torch.as_tensor(gt)[None, None].float(), features.shape[-2:], mode="area")[0, 0]
-                x = features.reshape(len(features), -1)
-                x = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-6)
-                with torch.enable_grad():
-                    weight = torch.zeros(len(features), requires_grad=True)
-                    bias = torch.zeros(1, requires_grad=True)
-                    optimiser = torch.optim.Adam([weight, bias], lr=0.2)
-                    for _ in range(fit_steps):
-                        logits = (weight @ x + bias).reshape(coverage.shape)
-                        loss = F.binary_cross_entropy_with_logits(logits, coverage)
-                        optimiser.zero_grad()
-                        loss.backward()
-                        optimiser.step()
-                up = F.interpolate(logits.detach()[None, None], gt.shape, mode="bilinear", align_corners=False)[0, 0] > 0
-                own.append(float(mask_iou(chosen[None], gt[None])[0]))
-                fitted.append(float(mask_iou(up[None].numpy(), gt[None])[0]))
+            result = evaluate_interactive(predictor, [item], max_clicks=clicks)
+            features = captured["features"]  # (T, C, h, w), one row per target of this image
+            gts = torch.as_tensor(item["masks"])
+            coverage = F.interpolate(gts[:, None].float(), features.shape[-2:], mode="area")[:, 0].flatten(1)  # (T, h*w)
+            x = features.flatten(2)
+            x = (x - x.mean(2, keepdim=True)) / (x.std(2, keepdim=True) + 1e-6)  # (T, C, h*w)
+            with torch.enable_grad():
+                weight = torch.zeros(x.shape[:2], requires_grad=True)
+                bias = torch.zeros(len(x), 1, requires_grad=True)
+                optimiser = torch.optim.Adam([weight, bias], lr=0.2)
+                for _ in range(fit_steps):
+                    logits = torch.einsum("tc,tcn->tn", weight, x) + bias
+                    # a sum over targets: each target's own readout gets its own mean loss's gradient
+                    loss = F.binary_cross_entropy_with_logits(logits, coverage, reduction="none").mean(1).sum()
+                    optimiser.zero_grad()
+                    loss.backward()
+                    optimiser.step()
+            low = logits.detach().reshape(len(x), 1, *features.shape[-2:])
+            up = F.interpolate(low, gts.shape[-2:], mode="bilinear", align_corners=False)[:, 0] > 0
+            own.extend(result.per_target_iou[:, -1].tolist())
+            fitted.extend(mask_iou(up.numpy(), item["masks"]).tolist())
     finally:
         hook.remove()
     own, fitted = np.asarray(own), np.asarray(fitted)
@@ -153,7 +144,8 @@ def measure(model, images: int, grid: int = 32, readout: bool = True) -> dict:
     from skimage import data
 
     predictor = SamPredictor(model)
-    synthetic = SyntheticShapes(images, seed=10_000, image_size=model.image_encoder.img_size)
+    generated = SyntheticShapes(images, seed=10_000, image_size=model.image_encoder.img_size)
+    synthetic = [generated[i] for i in range(len(generated))]  # drawn once, read by every measurement below
     started = time.time()
     interactive = evaluate_interactive(predictor, synthetic, max_clicks=20, progress=True)
     calibration = iou_calibration(predictor, synthetic)

@@ -81,3 +81,15 @@ def test_calibration_scores_candidates_against_the_target_and_against_any_contai
     assert calibration["pearson_any_object"] == pytest.approx(np.corrcoef(scores, any_object)[0, 1])
     assert calibration["pearson_unambiguous"] == pytest.approx(np.corrcoef(scores[6:], true[6:])[0, 1])
     assert calibration["pearson_any_object"] != pytest.approx(calibration["pearson"])
+
+
+def test_per_target_iou_holds_each_targets_pick_after_every_click():
+    """InteractiveResult.per_target_iou: (targets, max_clicks), the picked mask's IoU after each
+    click; its columns average to iou_per_click and its first column is first_click_predicted.
+    SmallestFirst answers from the first click only, so each row stays what the first click gave."""
+    item = _item()
+    result = evaluate_interactive(SmallestFirst(item), [item], max_clicks=3)
+    whole_iou = 16 * 16 / (40 * 40)
+    np.testing.assert_allclose(result.per_target_iou, [[whole_iou] * 3, [1.0] * 3, [1.0] * 3])
+    np.testing.assert_allclose(result.per_target_iou.mean(0), result.iou_per_click)
+    np.testing.assert_allclose(result.per_target_iou[:, 0], result.first_click_predicted)

@@ -683,23 +683,63 @@ def test_tiny_targets_ceilings_binary_targets_cap_the_iou_and_the_readout_finds_
     assert result["readout_iou"] > 0.95 and result["readout_share_0.9"] == 1.0
 
 
-def test_finetune_levers_are_valid_train_configs_that_differ_from_the_control_in_one_field():
+def test_finetune_levers_are_valid_train_configs_that_differ_from_the_control_in_one_field(tmp_path):
     """benchmarks/finetune_levers.py: every lever builds a TrainConfig that starts from the shipped
-    weights, and differs from the control ("binary") only in the field it names."""
+    weights, and differs from the control ("binary") only in the field it names (a regrid lever:
+    only in its starting point and its grid)."""
     from dataclasses import asdict
 
     from conftest import load_benchmark
 
     from sam_lab.training.clicks import MASK_TARGETS
-    from sam_lab.training.train import TrainConfig
 
     bench = load_benchmark("finetune_levers")
-    control = asdict(TrainConfig(**{**bench.BASE, **bench.LEVERS["binary"]}))
+    control = asdict(bench.train_config("binary", tmp_path))
     assert control["init"] == "sam_lab/weights/tiny.safetensors" and control["mask_target"] == "binary"
     for name, changes in bench.LEVERS.items():
-        config = asdict(TrainConfig(**{**bench.BASE, **changes}))
-        assert {k for k in config if config[k] != control[k]} <= set(changes), name
+        config = asdict(bench.train_config(name, tmp_path))
+        allowed = {"init", "config_overrides"} if "regrid" in changes else set(changes)
+        assert {k for k in config if config[k] != control[k]} <= allowed | {"out"}, name
     assert {bench.LEVERS[n]["mask_target"] for n in ("binary", "soft", "full")} == set(MASK_TARGETS)
+    patch8 = asdict(bench.train_config("patch8", tmp_path))
+    assert os.path.isfile(patch8["init"]) and "patch_size=8" in patch8["config_overrides"]
+
+
+def test_regrid_init_starts_as_the_shipped_model_on_the_upsampled_image(tmp_path):
+    """finetune_levers.py regrid_init: at patch 8 the new encoder computes on an image what the
+    shipped encoder computes on that image upsampled 2x (nearest), with its windows doubled and its
+    position tables resized on the fly by the model's own code; masks come out at 128x128; a patch
+    size that does not divide 16 is refused, naming the argument."""
+    import torch.nn.functional as F
+    from conftest import load_benchmark
+
+    from sam_lab.config import override_config
+    from sam_lab.weights import load_checkpoint
+
+    bench = load_benchmark("finetune_levers")
+    made = bench.regrid_init(str(tmp_path / "p8.safetensors"), 8)
+    model = build_sam(override_config("tiny", made["overrides"])).eval()
+    load_checkpoint(model, str(tmp_path / "p8.safetensors"))
+    shipped = sam_lab.load_model("tiny").eval()
+    for block in shipped.image_encoder.blocks:
+        block.window_size *= 2
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 256, 256)
+    with torch.no_grad():
+        ours = model.image_encoder(x)
+        oracle = shipped.image_encoder(F.interpolate(x, scale_factor=2, mode="nearest"))
+    assert ours.shape == (1, 64, 32, 32)
+    torch.testing.assert_close(ours, oracle, atol=1e-4, rtol=1e-4)
+    point = (torch.tensor([[[128.0, 128.0]]]), torch.ones(1, 1))
+    with torch.no_grad():
+        sparse, dense = model.prompt_encoder(points=point, boxes=None, masks=None)
+        low_res, _ = model.mask_decoder(image_embeddings=ours, image_pe=model.prompt_encoder.get_dense_pe(),
+                                        sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                        multimask_output=True)
+    assert low_res.shape[-2:] == (128, 128)
+    with pytest.raises(ValueError, match="patch_size: expected a positive divisor"):
+        bench.regrid_init(str(tmp_path / "x.safetensors"), 5)
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_trunk_init_keeps_the_shipped_encoder_trunk_and_starts_the_rest_fresh_at_a_wider_decoder(tmp_path):

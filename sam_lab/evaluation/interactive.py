@@ -67,6 +67,7 @@ class InteractiveResult:
     # per target, the predicted pick's IoU with the best-matching mask that contains the click
     first_click_any_object: np.ndarray = field(default_factory=lambda: np.zeros(0))
     first_click_predicted: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the pick's IoU with the target
+    per_target_iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (targets, max_clicks): the pick's IoU after each click
 
     @property
     def unambiguous_share(self) -> float:
@@ -160,6 +161,7 @@ def evaluate_interactive(
         first_click_ambiguous=np.asarray(ambiguous, dtype=bool),
         first_click_any_object=np.asarray(any_object, dtype=float),
         first_click_predicted=ious_all[:, 0].copy(),
+        per_target_iou=ious_all,
     )
 
 
