@@ -165,9 +165,15 @@ def main() -> None:
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--trunk-init", default=None, metavar="OUT", help="write a trunk-only starting point and exit")
     parser.add_argument("--config-overrides", default="", help="with --trunk-init: the model's config changes")
+    parser.add_argument("--regrid-init", default=None, metavar="OUT",
+                        help="write the shipped weights moved to --patch-size (regrid_init) and exit; prints the config overrides to train it with")
+    parser.add_argument("--patch-size", type=int, default=8, help="with --regrid-init")
     args = parser.parse_args()
     if args.trunk_init:
         print(trunk_init(args.trunk_init, args.config_overrides))
+        return
+    if args.regrid_init:
+        print(regrid_init(args.regrid_init, args.patch_size))
         return
     if not chosen_levers(args, LEVERS):
         return
