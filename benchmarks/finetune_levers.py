@@ -38,7 +38,7 @@ from tiny_targets import measure  # noqa: E402
 from train_levers import chosen_levers  # noqa: E402
 
 from sam_lab.training.train import TrainConfig, train  # noqa: E402
-from sam_lab.weights import write_atomically  # noqa: E402
+from sam_lab.weights import save_checkpoint, write_atomically  # noqa: E402
 
 BASE = dict(config="tiny", init="sam_lab/weights/tiny.safetensors", steps=100_000, batch_size=2, masks_per_image=8,
             lr=3e-4, warmup=20, seed=1, num_images=1000, augment=True, grad_rounds="first_random", focal_alpha=0.5,
@@ -59,10 +59,8 @@ COLUMNS = ("synthetic_oracle", "synthetic_predicted", "synthetic_noc90", "synthe
 
 
 def trunk_init(out: str, overrides: str = "") -> dict:
-    """Write (atomically, safetensors) a model at ``tiny`` + ``overrides`` whose image-encoder trunk
-    is the shipped model's and whose neck, prompt encoder and mask decoder are new; returns counts."""
-    from safetensors.torch import save_file
-
+    """Write (atomically, :func:`save_checkpoint`) a model at ``tiny`` + ``overrides`` whose image-encoder
+    trunk is the shipped model's and whose neck, prompt encoder and mask decoder are new; returns counts."""
     from sam_lab import build_sam, load_model
     from sam_lab.config import override_config
     from sam_lab.training.train import tie_query_key
@@ -78,13 +76,12 @@ def trunk_init(out: str, overrides: str = "") -> dict:
         raise ValueError(f"overrides: the encoder trunk must keep the shipped shapes to be copied, but {mismatched[:3]} differ")
     state.update({k: shipped[k].clone() for k in trunk})
     model.load_state_dict(state, strict=True)
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    write_atomically(Path(out), lambda temp: save_file(tensors, str(temp)))
+    save_checkpoint(model, out)
     return {"copied": len(trunk), "tensors": len(state), "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def regrid_init(out: str, patch_size: int = 8) -> dict:
-    """Write (atomically, safetensors) the shipped model moved to a finer token grid, ready to
+    """Write (atomically, :func:`save_checkpoint`) the shipped model moved to a finer token grid, ready to
     fine-tune: ``patch_size`` 8 at 256 px gives 32x32 tokens and 128x128 low-res masks.
 
     The new model starts out computing what the shipped one computes on the image upsampled by
@@ -96,11 +93,10 @@ def regrid_init(out: str, patch_size: int = 8) -> dict:
     at). The neck, prompt encoder and mask decoder are copied unchanged: none of their weights
     depends on the grid. Returns the new config's overrides and counts."""
     import torch.nn.functional as F
-    from safetensors.torch import save_file
 
     from sam_lab import build_sam, load_model
     from sam_lab.config import get_config, override_config
-    from sam_lab.modeling.positional_encoding import resize_absolute_pos_embed
+    from sam_lab.modeling.positional_encoding import resize_absolute_pos_embed, resize_rel_pos
 
     old = get_config("tiny").image_encoder
     if not isinstance(patch_size, int) or patch_size <= 0 or old.patch_size % patch_size:
@@ -114,16 +110,10 @@ def regrid_init(out: str, patch_size: int = 8) -> dict:
     state["image_encoder.patch_embed.proj.weight"] = F.avg_pool2d(kernel, f) * f * f
     grid = target["image_encoder.pos_embed"].shape[1:3]
     state["image_encoder.pos_embed"] = resize_absolute_pos_embed(state["image_encoder.pos_embed"], tuple(grid))
-    for key, value in list(state.items()):
-        if ".attn.rel_pos_" in key and value.shape != target[key].shape:
-            table = F.interpolate(value.T[None], size=target[key].shape[0], mode="linear")[0].T  # (L', C)
-            state[key] = table.contiguous()
-    mismatched = [k for k in target if state[k].shape != target[k].shape]
-    if mismatched:
-        raise AssertionError(f"regrid left shapes unmatched: {mismatched[:3]}")
-    model.load_state_dict(state, strict=True)
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    write_atomically(Path(out), lambda temp: save_file(tensors, str(temp)))
+    for key in [k for k in state if ".attn.rel_pos_" in k]:
+        state[key] = resize_rel_pos(state[key], target[key].shape[0])
+    model.load_state_dict(state, strict=True)  # refuses any shape the regrid missed
+    save_checkpoint(model, out)
     return {"overrides": overrides, "tensors": len(state), "parameters": sum(p.numel() for p in model.parameters())}
 
 

@@ -35,23 +35,22 @@ def resize_absolute_pos_embed(pos_embed: torch.Tensor, size: Tuple[int, int]) ->
 
 # ----------------------------------------------------------------------------- 2. relative
 
+def resize_rel_pos(rel_pos: torch.Tensor, length: int) -> torch.Tensor:
+    """Linearly resize a (L, C) relative-position table along its offset axis to (length, C)."""
+    if rel_pos.shape[0] == length:
+        return rel_pos
+    table = F.interpolate(rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1), size=length, mode="linear")  # (1, C, L')
+    return table.reshape(-1, length).permute(1, 0)  # (L', C)
+
+
 def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
     """Look up the relative-position vectors for every (query row, key row) pair.
 
     rel_pos: (L, C) learned table, one row per offset. For q_size == k_size == S it has
-    L = 2S - 1 rows covering offsets -(S-1) .. S-1. Returns (q_size, k_size, C).
+    L = 2S - 1 rows covering offsets -(S-1) .. S-1; another L is resized to it
+    (:func:`resize_rel_pos`). Returns (q_size, k_size, C).
     """
-    offsets_needed = 2 * max(q_size, k_size) - 1
-    if rel_pos.shape[0] != offsets_needed:
-        # Linear interpolation of the table along its offset axis.
-        table = F.interpolate(
-            rel_pos.reshape(1, rel_pos.shape[0], -1).permute(0, 2, 1),  # (1, C, L)
-            size=offsets_needed,
-            mode="linear",
-        )
-        table = table.reshape(-1, offsets_needed).permute(1, 0)  # (L', C)
-    else:
-        table = rel_pos
+    table = resize_rel_pos(rel_pos, 2 * max(q_size, k_size) - 1)
     # Put query and key coordinates on a common scale when their grids differ in size.
     q_scale = max(k_size / q_size, 1.0)
     k_scale = max(q_size / k_size, 1.0)
