@@ -1,10 +1,11 @@
 """Levers that need a trained model, compared at an equal wall-clock budget: each fine-tunes the
-shipped tiny model the same way, changing one thing, then is measured by tiny_targets.py.
+patch-16 model (tiny16: the shipped recipe's first two stages, the shipped tiny before it moved to
+patch 8) the same way, changing one thing, then is measured by tiny_targets.py.
 
     python benchmarks/finetune_levers.py --minutes 10 --levers binary soft full
     python benchmarks/finetune_levers.py --list
 
-Every run starts from sam_lab/weights/tiny.safetensors and trains the 11-round simulation with
+Every run starts from sam_lab/weights/tiny16.safetensors and trains the 11-round simulation with
 ``--grad-rounds first_random`` (round 1 and one later round backpropagated per step), lr 3e-4
 without drops, 20 warm-up steps, 2 images x 8 prompted masks, 1,000 augmented synthetic images
 of seed 0, focal alpha 0.5, for ``--minutes`` of training (data preparation excluded). Then
@@ -14,12 +15,13 @@ lever "binary" changes nothing: it is the control, the fine-tune itself.
 Results are written to ``OUT`` (JSON, atomically) after every lever; a finished lever is skipped
 on rerun. Runs use both cores: run nothing else meanwhile.
 
-The lever "patch8" moves the shipped weights to a finer token grid first (:func:`regrid_init`:
-32x32 tokens and 128x128 low-res masks at 256 px, starting out equal to the shipped model on the
-image upsampled 2x) and fine-tunes that the same way; each of its steps costs more.
+The lever "patch8" moves those weights to a finer token grid first (:func:`regrid_init`:
+32x32 tokens and 128x128 low-res masks at 256 px, starting out equal to the patch-16 model on the
+image upsampled 2x) and fine-tunes that the same way; each of its steps costs more. It won, and
+is now the shipped recipe's last stage (sam_lab.training.recipe).
 
-A wider decoder cannot start from the shipped decoder. ``--trunk-init OUT [--config-overrides S]``
-writes a starting point for that comparison instead: the shipped encoder's trunk (patch embedding,
+A wider decoder cannot start from the patch-16 decoder. ``--trunk-init OUT [--config-overrides S]``
+writes a starting point for that comparison instead: the patch-16 encoder's trunk (patch embedding,
 positions, blocks), with the neck, prompt encoder and mask decoder freshly initialised (seed 0,
 ``tied_qk``) at the given config. The README's decoder-width table trains one such file per
 width with the same ``python -m sam_lab.training ... --init OUT`` command.
@@ -40,7 +42,7 @@ from train_levers import chosen_levers  # noqa: E402
 from sam_lab.training.train import TrainConfig, train  # noqa: E402
 from sam_lab.weights import save_checkpoint, write_atomically  # noqa: E402
 
-BASE = dict(config="tiny", init="sam_lab/weights/tiny.safetensors", steps=100_000, batch_size=2, masks_per_image=8,
+BASE = dict(config="tiny16", init="sam_lab/weights/tiny16.safetensors", steps=100_000, batch_size=2, masks_per_image=8,
             lr=3e-4, warmup=20, seed=1, num_images=1000, augment=True, grad_rounds="first_random", focal_alpha=0.5,
             threads=2, attention="sdpa", checkpoint_every=100_000, milestones=[10.0, 10.0])
 LEVERS = {
@@ -51,7 +53,7 @@ LEVERS = {
     # the evaluation clicks up to 20 times; the paper's simulation trains up to 9 points (11 rounds)
     "rounds_21": {"rounds": 21, "error_points": 18},  # 18 error-region points, 2 mask-only rounds
     "frozen_encoder": {"freeze_encoder": True},  # more decoder steps a minute: no encoder backward
-    # a finer token grid for the small and nested masks: the shipped weights moved to patch 8
+    # a finer token grid for the small and nested masks: the patch-16 weights moved to patch 8
     # (32x32 tokens, 128x128 low-res masks) by regrid_init, then fine-tuned like the others
     "patch8": {"regrid": 8},
 }
@@ -59,16 +61,16 @@ COLUMNS = ("synthetic_oracle", "synthetic_predicted", "synthetic_noc90", "synthe
 
 
 def trunk_init(out: str, overrides: str = "") -> dict:
-    """Write (atomically, :func:`save_checkpoint`) a model at ``tiny`` + ``overrides`` whose image-encoder
-    trunk is the shipped model's and whose neck, prompt encoder and mask decoder are new; returns counts."""
+    """Write (atomically, :func:`save_checkpoint`) a model at ``tiny16`` + ``overrides`` whose image-encoder
+    trunk is the patch-16 model's and whose neck, prompt encoder and mask decoder are new; returns counts."""
     from sam_lab import build_sam, load_model
     from sam_lab.config import override_config
     from sam_lab.training.train import tie_query_key
 
     torch.manual_seed(0)
-    model = build_sam(override_config("tiny", overrides))
+    model = build_sam(override_config("tiny16", overrides))
     tie_query_key(model)
-    shipped = load_model("tiny").state_dict()
+    shipped = load_model("tiny16").state_dict()
     state = model.state_dict()
     trunk = [k for k in state if k.startswith("image_encoder.") and not k.startswith("image_encoder.neck.")]
     mismatched = [k for k in trunk if shipped[k].shape != state[k].shape]
@@ -81,40 +83,19 @@ def trunk_init(out: str, overrides: str = "") -> dict:
 
 
 def regrid_init(out: str, patch_size: int = 8) -> dict:
-    """Write (atomically, :func:`save_checkpoint`) the shipped model moved to a finer token grid, ready to
-    fine-tune: ``patch_size`` 8 at 256 px gives 32x32 tokens and 128x128 low-res masks.
+    """Write (atomically, :func:`save_checkpoint`) the patch-16 weights (tiny16, the recipe's first
+    two stages) moved to a finer token grid by :func:`sam_lab.training.regrid.regrid`, ready to
+    fine-tune: ``patch_size`` 8 at 256 px gives 32x32 tokens and 128x128 low-res masks, the
+    starting point of the shipped recipe's last stage. Returns the new config's overrides of
+    ``tiny16`` and counts."""
+    from sam_lab import load_model
+    from sam_lab.training.regrid import regrid
 
-    The new model starts out computing what the shipped one computes on the image upsampled by
-    ``f = 16 / patch_size`` (nearest): the patch kernel is sum-pooled over f x f blocks (an
-    f x f block of the upsampled image repeats one pixel), the absolute positions are resized
-    bicubically to the new grid, windows grow by f so that each still covers the same part of
-    the image, and every relative-position table is resized linearly along its offsets (as
-    :func:`sam_lab.modeling.positional_encoding.get_rel_pos` does for a grid it was not trained
-    at). The neck, prompt encoder and mask decoder are copied unchanged: none of their weights
-    depends on the grid. Returns the new config's overrides and counts."""
-    import torch.nn.functional as F
-
-    from sam_lab import build_sam, load_model
-    from sam_lab.config import get_config, override_config
-    from sam_lab.modeling.positional_encoding import resize_absolute_pos_embed, resize_rel_pos
-
-    old = get_config("tiny").image_encoder
-    if not isinstance(patch_size, int) or patch_size <= 0 or old.patch_size % patch_size:
-        raise ValueError(f"patch_size: expected a positive divisor of the shipped patch size {old.patch_size}, got {patch_size!r}")
-    f = old.patch_size // patch_size
-    overrides = f"image_encoder.patch_size={patch_size}, image_encoder.window_size={old.window_size * f}"
-    model = build_sam(override_config("tiny", overrides))
-    target = model.state_dict()
-    state = {k: v.clone() for k, v in load_model("tiny").state_dict().items()}
-    kernel = state["image_encoder.patch_embed.proj.weight"]  # (D, 3, P, P)
-    state["image_encoder.patch_embed.proj.weight"] = F.avg_pool2d(kernel, f) * f * f
-    grid = target["image_encoder.pos_embed"].shape[1:3]
-    state["image_encoder.pos_embed"] = resize_absolute_pos_embed(state["image_encoder.pos_embed"], tuple(grid))
-    for key in [k for k in state if ".attn.rel_pos_" in k]:
-        state[key] = resize_rel_pos(state[key], target[key].shape[0])
-    model.load_state_dict(state, strict=True)  # refuses any shape the regrid missed
+    model, config = regrid(load_model("tiny16"), "tiny16", patch_size)
     save_checkpoint(model, out)
-    return {"overrides": overrides, "tensors": len(state), "parameters": sum(p.numel() for p in model.parameters())}
+    enc = config.image_encoder
+    overrides = f"image_encoder.patch_size={enc.patch_size}, image_encoder.window_size={enc.window_size}"
+    return {"overrides": overrides, "tensors": len(model.state_dict()), "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def train_config(name: str, work: Path) -> TrainConfig:
@@ -156,7 +137,7 @@ def main() -> None:
     parser.add_argument("--trunk-init", default=None, metavar="OUT", help="write a trunk-only starting point and exit")
     parser.add_argument("--config-overrides", default="", help="with --trunk-init: the model's config changes")
     parser.add_argument("--regrid-init", default=None, metavar="OUT",
-                        help="write the shipped weights moved to --patch-size (regrid_init) and exit; prints the config overrides to train it with")
+                        help="write the patch-16 weights (tiny16) moved to --patch-size (regrid_init) and exit; prints the overrides of tiny16 to train it with")
     parser.add_argument("--patch-size", type=int, default=8, help="with --regrid-init")
     args = parser.parse_args()
     if args.trunk_init:

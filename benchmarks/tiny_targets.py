@@ -2,6 +2,7 @@
 
     python benchmarks/tiny_targets.py                      # the shipped weights
     python benchmarks/tiny_targets.py --weights runs/tiny/model.safetensors --out runs/targets.json
+    python benchmarks/tiny_targets.py --config tiny16 --weights benchmarks/candidates/tiny_soft.safetensors
 
 Rows (targets in brackets):
     unseen synthetic seed   SyntheticShapes(--images, seed=10000): 1-click mIoU oracle (>= 0.85)
@@ -220,13 +221,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="a tiny checkpoint (default: the shipped weights)")
     parser.add_argument("--images", type=int, default=100, help="unseen synthetic images (seed 10000)")
+    parser.add_argument("--config", default="tiny", help="the config --weights were trained at (tiny16: the patch-16 grid)")
     parser.add_argument("--config-overrides", default="", help="the run's --config-overrides, for --weights of another size")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the numbers to this JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.weights:
-        model = build_sam(override_config("tiny", args.config_overrides))
+        model = build_sam(override_config(args.config, args.config_overrides))
         load_checkpoint(model, args.weights)
         model.eval()
     else:

@@ -5,7 +5,8 @@
     python -m sam_lab.training.mae --steps 600 --out runs/mae && \
         python benchmarks/train_levers.py --levers mae_init --mae-encoder runs/mae/encoder.safetensors
 
-Each lever is a set of TrainConfig changes on top of one base recipe (the shipped model's:
+Each lever is a set of TrainConfig changes on top of one base recipe, at the 16 x 16 token grid
+(config tiny16, where training from scratch starts; a "patch 8" lever overrides it) (the shipped model's then:
 2 images x 8 prompted masks per step, lr 4e-3, 50 warm-up steps, no decay inside the budget).
 Every run trains from the same seed on the same synthetic images for ``--minutes`` of training
 (data preparation excluded), then is evaluated on ``--eval-images`` images of seed 10000, which
@@ -34,7 +35,7 @@ from sam_lab.training.data import SyntheticShapes
 from sam_lab.training.train import TrainConfig, train
 from sam_lab.weights import write_atomically
 
-BASE = dict(config="tiny", batch_size=2, masks_per_image=8, lr=4e-3, warmup=50, num_images=600,
+BASE = dict(config="tiny16", batch_size=2, masks_per_image=8, lr=4e-3, warmup=50, num_images=600,
             milestones=[10.0, 10.0], steps=100_000, checkpoint_every=100_000, attention="sdpa", threads=2)
 R1_RECIPE = {"rounds": 1, "error_points": 0, "lr": 1e-3, "decoder_init": "tied_qk", "focal_alpha": 0.5, "augment": True}
 LEVERS = {

@@ -100,8 +100,8 @@ def test_record_attention_hands_back_every_attention_map():
     two_way = [n for n in names if n.startswith("two_way")]
     assert len(two_way) == 7 and two_way[-1] == "two_way.final_attn_token_to_image"
     token_to_image = maps.by_name("two_way.layers.0.cross_attn_token_to_image")[0]
-    # 1 prompt set, 4 heads, 5 output tokens + 1 point + 1 padding point, 16x16 image cells
-    assert token_to_image.shape == (1, 4, 7, 256)
+    # 1 prompt set, 4 heads, 5 output tokens + 1 point + 1 padding point, 32x32 image cells
+    assert token_to_image.shape == (1, 4, 7, 1024)
     torch.testing.assert_close(token_to_image.sum(-1), torch.ones(1, 4, 7))
 
 
@@ -339,7 +339,7 @@ def test_many_prompt_sets_are_decoded_in_chunks_on_the_cpu_with_the_same_answers
     predictor.is_image_set, predictor.original_size, predictor.input_size = True, (400, 600), (683, 1024)
     assert predictor._decode_chunk() == 2
     tiny = SamPredictor(build_sam("tiny"))
-    assert tiny._decode_chunk() == 128  # 64 x 64 low-res, 8 channels: 128 KiB per set
+    assert tiny._decode_chunk() == 32  # 128 x 128 low-res, 8 channels: 512 KiB per set
     del tiny.model.mask_decoder.transformer_dim  # a learner's decoder need not say its width (lesson 06)
     assert tiny._decode_chunk() == 2**31  # then the whole batch goes in one call
     calls = []

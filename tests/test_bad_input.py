@@ -26,7 +26,7 @@ from sam_lab import SamPredictor, build_sam
 torch.set_num_threads(2)
 
 H, W = 96, 128  # the test image
-LOW = 64  # tiny's low-res mask side: mask_input is (1, 64, 64)
+LOW = 128  # tiny's low-res mask side: mask_input is (1, 128, 128)
 ARGUMENTS = ("point_coords", "point_labels", "box", "mask_input", "multimask_output", "return_logits")
 
 

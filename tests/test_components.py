@@ -84,7 +84,7 @@ def inputs():
             "point_coords": torch.rand(2, 3, 2, generator=g) * 190,
             "point_labels": torch.tensor([[1, 0, 1], [1, 1, 0]]),
             "boxes": torch.tensor([[10.0, 20.0, 150.0, 200.0], [0.0, 0.0, 100.0, 60.0]]),
-            "mask_inputs": torch.randn(2, 1, 64, 64, generator=g),
+            "mask_inputs": torch.randn(2, 1, 128, 128, generator=g),  # 4x the 32x32 token grid
         }
     ]
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import sam_lab
 from sam_lab import exercises
 from sam_lab.modeling.attention import Attention
 from sam_lab.modeling.image_encoder import Block, ImageEncoder
@@ -97,7 +98,7 @@ def test_unknown_stage_is_refused():
 
 
 def test_a_built_module_is_checked_on_the_cases_it_was_built_for():
-    windowed = Block(dim=96, num_heads=4, use_rel_pos=True, window_size=8, input_size=(12, 10))
+    windowed = Block(dim=96, num_heads=4, use_rel_pos=True, window_size=16, input_size=(24, 18))  # tiny's windowed case
     result = exercises.check("encoder_block", windowed, verbose=False)
     assert result.passed and "1 case(s) need another configuration" in result.message
 
@@ -111,7 +112,7 @@ class ChannelsFirstPatchEmbed(PatchEmbed):
 
 class ScaledPatchEmbed(PatchEmbed):
     def forward(self, x):
-        return super().forward(x) * 16
+        return super().forward(x) * sam_lab.TINY.image_encoder.patch_size  # 8
 
 
 class RenamedPatchEmbed(nn.Module):
@@ -130,7 +131,7 @@ class PatchEmbedWithOtherArguments(nn.Module):
 
 def test_patch_embed_mistakes_are_named():
     fails_with("patch_embed", ChannelsFirstPatchEmbed, "looks like (B, C, H, W) where (B, H, W, C) was")
-    fails_with("patch_embed", ScaledPatchEmbed, "factor of 16 = patch_size")
+    fails_with("patch_embed", ScaledPatchEmbed, "factor of 8 = patch_size")
     fails_with("patch_embed", RenamedPatchEmbed, "'proj.weight'", "'conv.weight'")
     fails_with("patch_embed", PatchEmbedWithOtherArguments, "building yours with our keyword arguments")
 
@@ -304,7 +305,7 @@ class NoAbsolutePositionEncoder(ImageEncoder):
 
 
 def test_encoder_mistakes_are_named():
-    fails_with("encoder_block", UnpaddedBlock, "windows not unpadded", "padded 16x16 grid")
+    fails_with("encoder_block", UnpaddedBlock, "windows not unpadded", "padded 32x32 grid")
     fails_with("encoder_block", AlwaysGlobalBlock, "attends over the whole grid")
     fails_with("encoder_block", ReluBlock, "`tokens` differs from ours by up to", "the largest at (B=")
     fails_with("image_encoder", NoAbsolutePositionEncoder, "position embedding (pos_embed) is not added")

@@ -285,7 +285,9 @@ def test_tiny_config_is_expressible_with_reference_classes():
 
 # ============================================================================= drop-ins, both ways
 
-TOL = 1e-5
+# float32 rounding, not a difference in the computation: tiny's global blocks attend over 32 x 32 = 1,024
+# tokens, and our kernels sum them in another order than Meta's (the largest gap seen: 1.1e-5 on logits ~0.5)
+TOL = 2e-5
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 One click at the middle of each whole object (the point farthest from its boundary) of a few
 synthetic images from a seed no model was trained on; the best of the model's answers must
 overlap the object better than a fixed floor. Random weights score about 0.10 here; the floors
-sit well above that and below what the shipped files reach (tiny 0.61, ablation multimask 0.63,
-single output 0.45 when this test was written), so a file that no longer loads, loads into the
+sit well above that and below what the shipped files reach (tiny16 0.61, ablation multimask 0.63,
+single output 0.45 when this test was written; tiny, at the finer grid, more), so a file that no longer loads, loads into the
 wrong place, or was replaced by an untrained one fails.
 """
 import numpy as np
@@ -19,9 +19,9 @@ from sam_lab.weights.pretrained import ABLATION, SHIPPED, WEIGHTS_DIR
 
 torch.set_num_threads(2)
 
-FLOORS = {"tiny": 0.45, "multimask": 0.50, "single_output": 0.30}
-#: TrainConfig fields added after the shipped runs were made; the recipe files, written from
-#: those runs' checkpoints, lack them, and their defaults do exactly what the runs did
+FLOORS = {"tiny": 0.45, "tiny16": 0.45, "multimask": 0.50, "single_output": 0.30}
+#: TrainConfig fields added after the shipped coarse runs were made; the recipe records, written
+#: from those runs' checkpoints, lack them, and their defaults do exactly what the runs did
 ADDED_SINCE = {"config_overrides": "", "iou_weight": 1.0, "iou_target": "target", "mask_target": "binary"}
 
 
@@ -50,8 +50,9 @@ def test_every_shipped_weight_file_is_covered():
     assert shipped == {p.name for p in SHIPPED.values()} | {p.name for p in ABLATION.values()}
 
 
-def test_shipped_tiny_segments_an_unseen_object_from_one_click(unseen):
-    assert one_click_oracle_miou(sam_lab.load_model("tiny"), unseen) > FLOORS["tiny"]
+@pytest.mark.parametrize("name", ["tiny", "tiny16"])
+def test_shipped_tiny_segments_an_unseen_object_from_one_click(unseen, name):
+    assert one_click_oracle_miou(sam_lab.load_model(name), unseen) > FLOORS[name]
 
 
 @pytest.mark.parametrize("kind", ["multimask", "single_output"])
@@ -66,29 +67,39 @@ def test_the_floor_is_above_what_random_weights_reach(unseen):
     assert one_click_oracle_miou(random_model, unseen) < min(FLOORS.values())
 
 
-def test_the_readme_commands_reproduce_the_shipped_recipe():
-    """The model card's commands, parsed by the training CLI, give the TrainConfigs the shipped
-    weights were trained with, stage by stage (sam_lab/weights/tiny_recipe.json, then
-    tiny_recipe_finetune.json, written from the runs' checkpoints), apart from where each run
-    writes; the fine-tune starts from the first stage's model."""
+def test_the_recipe_module_is_the_recipe_the_shipped_weights_were_trained_with():
+    """sam_lab.training.recipe's stages are, stage by stage, the TrainConfigs the shipped runs were
+    trained with (sam_lab/weights/tiny_recipe.json, written from the runs' checkpoints), apart from
+    where each run wrote; each run started from the one before; the README's command is the
+    recipe's; and the shipped curve has one record per step of the training stages."""
     import json
-    import re
-    import shlex
     from dataclasses import asdict
     from pathlib import Path
 
-    from sam_lab.training.train import parse_args
+    from sam_lab.training import recipe
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| Command |"))
-    commands = re.findall(r"`(python -m sam_lab\.training [^`]+)`", row)
-    recipes = [json.loads((WEIGHTS_DIR / name).read_text()) for name in ("tiny_recipe.json", "tiny_recipe_finetune.json")]
-    assert len(commands) == len(recipes) == 2
-    configs = [parse_args(shlex.split(command)[3:])[0] for command in commands]
-    for config, recipe in zip(configs, recipes):
-        ours = {k: v for k, v in asdict(config).items() if k not in ("out", "init")}
-        assert ours == {**ADDED_SINCE, **{k: v for k, v in recipe.items() if k not in ("out", "init")}}
-    assert configs[1].init == f"{configs[0].out}/model.safetensors"
+    assert "`python -m sam_lab.training.recipe --out runs/tiny`" in row
+    record = json.loads((WEIGHTS_DIR / "tiny_recipe.json").read_text())["stages"]
+    assert [r["name"] for r in record] == [s["name"] for s in recipe.STAGES]
+    for stage, ran in zip(recipe.STAGES, record):
+        if "train" in stage:
+            ours = {k: v for k, v in asdict(stage["train"]).items() if k not in ("out", "init")}
+            assert ours == {**ADDED_SINCE, **{k: v for k, v in ran["train"].items() if k not in ("out", "init")}}, stage["name"]
+        else:
+            assert ran["patch_size"] == stage["patch_size"]
+    assert record[1]["train"]["init"] == f"{record[0]['train']['out']}/model.safetensors"
+    assert record[2]["init"] == f"{record[1]['train']['out']}/model.safetensors" and record[3]["train"]["init"] == record[2]["out"]
+    history = json.loads((WEIGHTS_DIR / "tiny_history.json").read_text())
+    assert [r["step"] for r in history] == list(range(1, recipe.stage_boundaries()["fine"] + 1))
+
+
+@pytest.mark.parametrize("name", ["tiny", "tiny16"])
+def test_shipped_models_load_at_their_own_grid(name):
+    model = sam_lab.load_model(name)
+    grid = sam_lab.get_config(name).image_encoder.grid_size
+    assert model.image_encoder.pos_embed.shape[1:3] == (grid, grid) and (name == "tiny") == (grid == 32)
 
 
 def test_the_readme_commands_reproduce_the_ablation_pair():

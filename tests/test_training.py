@@ -405,10 +405,10 @@ def test_mae_resumes_exactly_and_its_encoder_initialises_sam_training(tmp_path):
         assert torch.equal(a, b), name
     assert straight["history"][-1]["loss"] == resumed["history"][-1]["loss"]
     encoder = tmp_path / "a" / "encoder.safetensors"
-    run = train(TrainConfig(steps=1, batch_size=1, masks_per_image=1, num_images=2, warmup=1,
+    run = train(TrainConfig(config="tiny16", steps=1, batch_size=1, masks_per_image=1, num_images=2, warmup=1,
                             init_encoder=str(encoder), out=str(tmp_path / "sam")), progress=False)
     assert run["step"] == 1
-    start = sam_lab.build_sam("tiny")
+    start = sam_lab.build_sam("tiny16")  # MAEConfig's default: the grid training from scratch starts at
     sam_lab.load_checkpoint(start.image_encoder, encoder)  # strict: exactly the encoder's keys
 
 
@@ -628,7 +628,7 @@ def test_mask_target_decides_what_the_episode_scores_and_bad_ones_are_refused(tm
         out = clicks.simulate_training_episode(model, embeddings, targets, np.random.default_rng(0), num_rounds=1, num_points=0,
                                                use_box=False, mask_target=name)
         out["loss"].backward(retain_graph=True)
-    assert seen == [((64, 64), torch.bool, False), ((64, 64), torch.float32, True), ((256, 256), torch.bool, False)]
+    assert seen == [((128, 128), torch.bool, False), ((128, 128), torch.float32, True), ((256, 256), torch.bool, False)]
     with pytest.raises(ValueError, match="mask_target: expected one of"):
         clicks.simulate_training_episode(model, embeddings, targets, np.random.default_rng(0), mask_target="exact")
     seen.clear()
@@ -668,7 +668,7 @@ def test_tiny_targets_ceilings_binary_targets_cap_the_iou_and_the_readout_finds_
     data = OneImage()
     model = build_sam("tiny").eval()
     upscaling = model.mask_decoder.output_upscaling
-    coverage = F.interpolate(torch.as_tensor(data.mask)[None, None].float(), (64, 64), mode="area")[0, 0]
+    coverage = F.interpolate(torch.as_tensor(data.mask)[None, None].float(), (128, 128), mode="area")[0, 0]
 
     class Planted(torch.nn.Module):
         def forward(self, x):
@@ -695,7 +695,7 @@ def test_finetune_levers_are_valid_train_configs_that_differ_from_the_control_in
 
     bench = load_benchmark("finetune_levers")
     control = asdict(bench.train_config("binary", tmp_path))
-    assert control["init"] == "sam_lab/weights/tiny.safetensors" and control["mask_target"] == "binary"
+    assert control["init"] == "sam_lab/weights/tiny16.safetensors" and control["mask_target"] == "binary"
     configs = {name: asdict(bench.train_config(name, tmp_path)) for name in bench.LEVERS}
     for name, changes in bench.LEVERS.items():
         allowed = {"init", "config_overrides"} if "regrid" in changes else set(changes)
@@ -705,29 +705,30 @@ def test_finetune_levers_are_valid_train_configs_that_differ_from_the_control_in
     assert os.path.isfile(patch8["init"]) and "patch_size=8" in patch8["config_overrides"]
 
 
-def test_regrid_init_starts_as_the_shipped_model_on_the_upsampled_image(tmp_path):
-    """finetune_levers.py regrid_init: at patch 8 the new encoder computes on an image what the
-    shipped encoder computes on that image upsampled 2x (nearest), with its windows doubled and its
-    position tables resized on the fly by the model's own code; masks come out at 128x128; a patch
-    size that does not divide 16 is refused, naming the argument."""
+def test_regrid_starts_as_the_coarse_model_on_the_upsampled_image():
+    """sam_lab.training.regrid: at patch 8 the new encoder computes on an image what the patch-16
+    model (tiny16) computes on that image upsampled 2x (nearest), with its windows doubled and its
+    position tables resized on the fly by the model's own code; masks come out at 128x128; the
+    result has tiny's shape (the shipped recipe's last stage loads it as "tiny"); a patch size that
+    does not divide 16, or a model that is not of the config named, is refused naming the argument."""
     import torch.nn.functional as F
-    from conftest import load_benchmark
+    from dataclasses import replace
 
-    from sam_lab.config import override_config
-    from sam_lab.weights import load_checkpoint
+    from sam_lab.config import TINY
+    from sam_lab.training.regrid import regrid, regrid_config
 
-    bench = load_benchmark("finetune_levers")
-    made = bench.regrid_init(str(tmp_path / "p8.safetensors"), 8)
-    model = build_sam(override_config("tiny", made["overrides"])).eval()
-    load_checkpoint(model, str(tmp_path / "p8.safetensors"))
-    shipped = sam_lab.load_model("tiny").eval()
-    for block in shipped.image_encoder.blocks:
+    coarse = sam_lab.load_model("tiny16").eval()
+    model, config = regrid(coarse, "tiny16", 8)
+    assert replace(config, name="tiny") == TINY and not model.training
+    model.load_state_dict(build_sam("tiny").state_dict() | model.state_dict())  # same keys, same shapes
+    oracle_model = sam_lab.load_model("tiny16").eval()
+    for block in oracle_model.image_encoder.blocks:
         block.window_size *= 2
     torch.manual_seed(0)
     x = torch.randn(1, 3, 256, 256)
     with torch.no_grad():
         ours = model.image_encoder(x)
-        oracle = shipped.image_encoder(F.interpolate(x, scale_factor=2, mode="nearest"))
+        oracle = oracle_model.image_encoder(F.interpolate(x, scale_factor=2, mode="nearest"))
     assert ours.shape == (1, 64, 32, 32)
     torch.testing.assert_close(ours, oracle, atol=1e-4, rtol=1e-4)
     point = (torch.tensor([[[128.0, 128.0]]]), torch.ones(1, 1))
@@ -737,14 +738,69 @@ def test_regrid_init_starts_as_the_shipped_model_on_the_upsampled_image(tmp_path
                                         sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
                                         multimask_output=True)
     assert low_res.shape[-2:] == (128, 128)
+    for bad in (5, 0, 8.0, True):
+        with pytest.raises(ValueError, match="patch_size: expected a positive divisor"):
+            regrid_config("tiny16", bad)
+    with pytest.raises(ValueError, match="model: expected a SAM with config 'tiny16'"):
+        regrid(model, "tiny16", 8)  # already at patch 8
+
+
+def test_finetune_levers_regrid_init_writes_the_recipe_starting_point(tmp_path):
+    """benchmarks/finetune_levers.py --regrid-init: the patch-16 weights moved by the library's
+    regrid, written atomically, with the overrides of tiny16 that make tiny's grid."""
+    from conftest import load_benchmark
+
+    from sam_lab.config import TINY, override_config
+    from sam_lab.training.regrid import regrid
+    from sam_lab.weights import load_checkpoint
+
+    bench = load_benchmark("finetune_levers")
+    made = bench.regrid_init(str(tmp_path / "p8.safetensors"), 8)
+    assert override_config("tiny16", made["overrides"]).image_encoder == TINY.image_encoder
+    written = load_checkpoint(build_sam("tiny"), str(tmp_path / "p8.safetensors")).state_dict()
+    expected = regrid(sam_lab.load_model("tiny16"), "tiny16", 8)[0].state_dict()
+    assert all(torch.equal(written[k], expected[k]) for k in expected)
     with pytest.raises(ValueError, match="patch_size: expected a positive divisor"):
         bench.regrid_init(str(tmp_path / "x.safetensors"), 5)
     assert not (tmp_path / "x.safetensors").exists()
 
 
+def test_recipe_chains_its_stages_numbers_the_curve_on_and_continues_a_run_stopped_between_stages(tmp_path):
+    """sam_lab.training.recipe at a thousandth of its steps: each stage starts from the one before
+    (the regrid stage moves the patch-16 weights to tiny's grid), the final model loads as "tiny",
+    the curve numbers steps on across stages, a finished run is skipped stage by stage, and a run
+    stopped after a stage and continued ends with the same weights as one that never stopped."""
+    from sam_lab.training import recipe
+    from sam_lab.weights import load_checkpoint
+
+    stages = recipe.stage_configs(tmp_path / "a", 0.001, threads=1)
+    assert [s["name"] for s in stages] == ["coarse", "coarse_finetune", "regrid", "fine"]
+    assert [s["train"].config for s in stages if "train" in s] == ["tiny16", "tiny16", "tiny"]
+    assert stages[1]["train"].init == str(stages[0]["model"]) and stages[3]["train"].init == str(stages[2]["model"])
+    steps = [s["train"].steps for s in stages if "train" in s]
+    whole = recipe.run_recipe(tmp_path / "a", 0.001, progress=False, threads=1)
+    final = load_checkpoint(build_sam("tiny"), whole["model"]).state_dict()
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert [r["step"] for r in history] == list(range(1, sum(steps) + 1))
+    again = recipe.run_recipe(tmp_path / "a", 0.001, progress=False, threads=1)
+    assert all(s["skipped"] for s in again["stages"])
+    part = recipe.run_recipe(tmp_path / "b", 0.001, progress=False, stop_after_stage="regrid", threads=1)
+    assert [s["name"] for s in part["stages"]] == ["coarse", "coarse_finetune", "regrid"] and part["model"] is None
+    rest = recipe.run_recipe(tmp_path / "b", 0.001, progress=False, threads=1)
+    assert [s["skipped"] for s in rest["stages"]] == [True, True, True, False]
+    resumed = load_checkpoint(build_sam("tiny"), rest["model"]).state_dict()
+    assert all(torch.equal(final[k], resumed[k]) for k in final)
+    with pytest.raises(ValueError, match="steps_scale: expected a number in"):
+        recipe.stage_configs(tmp_path, 0)
+    with pytest.raises(ValueError, match="speed: only threads, device and attention"):
+        recipe.stage_configs(tmp_path, 1, lr=1.0)
+    with pytest.raises(ValueError, match="stop_after_stage: expected one of"):
+        recipe.run_recipe(tmp_path, 1, stop_after_stage="warmup")
+
+
 def test_trunk_init_keeps_the_shipped_encoder_trunk_and_starts_the_rest_fresh_at_a_wider_decoder(tmp_path):
     """finetune_levers.py --trunk-init: the encoder's patch embedding, positions and blocks are the
-    shipped model's; the neck, prompt encoder and decoder are new (tied_qk: keys = queries) at the
+    patch-16 model's (tiny16); the neck, prompt encoder and decoder are new (tied_qk: keys = queries) at the
     overridden width; a change that alters the trunk's shapes is refused, naming the argument."""
     from conftest import load_benchmark
 
@@ -755,9 +811,9 @@ def test_trunk_init_keeps_the_shipped_encoder_trunk_and_starts_the_rest_fresh_at
     wide = ("image_encoder.out_chans=128, prompt_encoder.embed_dim=128, mask_decoder.transformer_dim=128, "
             "mask_decoder.transformer_mlp_dim=512, mask_decoder.iou_head_hidden_dim=128")
     counts = bench.trunk_init(str(tmp_path / "init.safetensors"), wide)
-    model = build_sam(override_config("tiny", wide))
+    model = build_sam(override_config("tiny16", wide))
     load_checkpoint(model, str(tmp_path / "init.safetensors"))
-    shipped = sam_lab.load_model("tiny").state_dict()
+    shipped = sam_lab.load_model("tiny16").state_dict()
     state = model.state_dict()
     assert counts["parameters"] == 1_470_048 and counts["copied"] == 59
     assert torch.equal(state["image_encoder.blocks.3.mlp.lin2.weight"], shipped["image_encoder.blocks.3.mlp.lin2.weight"])

@@ -5,7 +5,7 @@ the patches at random, encode the image, and ask a light decoder to paint the hi
 back; the loss is the mean-squared error on the hidden patches only, against pixels normalised
 per patch (each patch's own mean and variance), which He et al. found gives better features.
 
-    python -m sam_lab.training.mae --config tiny --steps 2000 --out runs/mae
+    python -m sam_lab.training.mae --config tiny16 --steps 2000 --out runs/mae
     python -m sam_lab.training --init-encoder runs/mae/encoder.safetensors ...
 
 One departure from MAE, because SAM's encoder is not a plain ViT: MAE *drops* the hidden tokens
@@ -42,7 +42,7 @@ MASK_RATIO = 0.75
 
 @dataclass
 class MAEConfig:
-    config: str = "tiny"  # SAM config whose image encoder is pre-trained
+    config: str = "tiny16"  # SAM config whose image encoder is pre-trained (tiny16: the grid training from scratch starts at)
     steps: int = 2000
     batch_size: int = 16
     lr: float = 1.5e-3

@@ -32,7 +32,8 @@ from .io import (
 from .official import find_checkpoint
 
 WEIGHTS_DIR = Path(__file__).parent  # the shipped .safetensors files sit beside this module
-SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors"}
+# "tiny16" is the recipe's first two stages at 16 x 16 tokens, before the move to tiny's 32 x 32
+SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors", "tiny16": WEIGHTS_DIR / "tiny16.safetensors"}
 # lesson 08's ablation: two tiny models trained identically for 3,000 steps, one with the three
 # ambiguity-aware outputs and min-over-masks, one with a single output token
 ABLATION = {
@@ -77,8 +78,10 @@ def _config_of_file(state_dict, path: Path) -> SamConfig:
             f"nor transformers' {transformers_names.PATCH_EMBED_KEY}"
         ) from None
     size = _encoder_size(state_dict)
+    patch = int(state_dict["image_encoder.patch_embed.proj.weight"].shape[-1])  # tiny and tiny16 differ here only
     for config in CONFIGS.values():
-        if (config.image_encoder.embed_dim, config.image_encoder.depth) == size:
+        enc = config.image_encoder
+        if (enc.embed_dim, enc.depth) == size and enc.patch_size == patch:
             return config
     raise ValueError(
         f"name: {path} holds a SAM of no preset size, {variant}; a file does not say the rest of its "
@@ -124,7 +127,7 @@ def load_model(name: Union[str, os.PathLike] = "tiny", pretrained: bool = True, 
             if not path.is_file():
                 raise FileNotFoundError(
                     f"name: the shipped weights for {config.name!r} are missing ({path}); reinstall sam_lab "
-                    "or train them with `python -m sam_lab.training --config tiny` (see the README)"
+                    "or train them with `python -m sam_lab.training.recipe` (see the README's model card)"
                 )
         else:
             path = find_checkpoint(config.name, folder)
@@ -144,6 +147,6 @@ def load_ablation_model(kind: str, device: str = "cpu"):
     both trained the same way for the same 3,000 steps (sam_lab/weights/tiny_ablation_recipe.json)."""
     if kind not in ABLATION:
         raise ValueError(f"kind: expected one of {sorted(ABLATION)}, got {kind!r}")
-    model = build_sam("tiny")
+    model = build_sam("tiny16")  # trained at 16 x 16 tokens, the grid of the recipe's first stage
     load_checkpoint(model, ABLATION[kind])
     return model.to(device).eval()
