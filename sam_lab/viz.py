@@ -142,7 +142,7 @@ def show_embedding_map(values, ax: Axes, predictor, cmap: str = "magma", alpha: 
     """Overlay a map over the image-embedding grid (one value per cell, e.g. an attention map or
     a similarity) on the image drawn in ``ax``, in the original image's pixels.
 
-    values: (h, w), the embedding grid (16x16 for tiny, 64x64 at full size); predictor: a
+    values: (h, w), the embedding grid (32x32 for tiny, 64x64 at full size); predictor: a
     ``SamPredictor`` with an image set. The grid covers the padded, square model input; the
     image fills its top-left ``predictor.input_size``, so the cells over the padding are cut off.
     """
