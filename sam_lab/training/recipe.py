@@ -60,6 +60,13 @@ STAGES: List[Dict] = [
 STAGE_NAMES = tuple(stage["name"] for stage in STAGES)
 
 
+def _scaled(cfg: TrainConfig, scale: float) -> TrainConfig:
+    """``cfg`` with every step count (and the image set) shrunk by ``scale``, none below 1."""
+    shrink = lambda n: max(1, round(n * scale)) if n else 0  # noqa: E731
+    return replace(cfg, steps=shrink(cfg.steps), first_prompt_steps=shrink(cfg.first_prompt_steps), warmup=shrink(cfg.warmup),
+                   checkpoint_every=shrink(cfg.checkpoint_every), num_images=max(4, round(cfg.num_images * scale)))
+
+
 def stage_configs(out: Union[str, Path], steps_scale: float = 1.0, **speed) -> List[Dict]:
     """The stages with their folders under ``out`` and each one's ``init`` the stage before's
     model; ``speed`` (threads, device, attention) replaces those fields only."""
@@ -77,10 +84,7 @@ def stage_configs(out: Union[str, Path], steps_scale: float = 1.0, **speed) -> L
         if "train" in stage:
             cfg = stage["train"]
             if steps_scale != 1:
-                scale = lambda n: max(1, round(n * steps_scale))  # noqa: E731
-                cfg = replace(cfg, steps=scale(cfg.steps), first_prompt_steps=min(scale(cfg.first_prompt_steps), scale(cfg.steps)) if cfg.first_prompt_steps else 0,
-                              warmup=scale(cfg.warmup), checkpoint_every=scale(cfg.checkpoint_every),
-                              num_images=max(4, round(cfg.num_images * steps_scale)))
+                cfg = _scaled(cfg, steps_scale)
             entry["train"] = replace(cfg, out=str(folder), init=str(previous) if previous else None, **speed)
         stages.append(entry)
         previous = model

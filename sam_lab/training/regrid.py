@@ -50,7 +50,7 @@ def regrid(model: nn.Module, config, patch_size: int) -> Tuple[nn.Module, SamCon
     the module docstring), and its config. ``config`` is ``model``'s own (a name or a SamConfig);
     ``model`` is left unchanged. The new model is in the mode ``model`` was in."""
     config = get_config(config)
-    new_config = regrid_config(config, patch_size)
+    new_config = regrid_config(config, patch_size)  # checks patch_size
     f = config.image_encoder.patch_size // patch_size
     fine = build_sam(new_config)
     target = fine.state_dict()
