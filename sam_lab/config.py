@@ -6,7 +6,7 @@ image encoder (prompt encoder, two-way transformer, mask decoder) is the same fo
 
 `TINY` is the same architecture at a size that runs in a fraction of a second on a laptop CPU;
 tests and CPU lessons use it. `TINY16` is TINY at the coarser 16 x 16 token grid its weights
-were first trained at (the first stage of the shipped recipe, and lesson 08's ablation pair).
+were first trained at (the coarse stages of the shipped recipe and of lesson 08's ablation pair).
 
 :func:`stage_kwargs` is the one mapping from a config to the keyword arguments each stage's
 constructor receives. ``build_sam``, the exercise checkers and the reference-model oracle of the

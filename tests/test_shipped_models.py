@@ -103,28 +103,34 @@ def test_shipped_models_load_at_their_own_grid(name):
 
 
 def test_the_readme_commands_reproduce_the_ablation_pair():
-    """Lesson 08's two ablation models: the model card's two commands give the TrainConfigs the
-    shipped files were trained with (sam_lab/weights/tiny_ablation_recipe.json, written from the
-    runs' checkpoints), and the two differ in nothing but single_output and where they write."""
+    """Lesson 08's two ablation models: the model card gives the two recipe commands; each recipe
+    is, stage by stage, what the shipped files' runs were trained with (sam_lab/weights/
+    tiny_ablation_recipe.json, written from the runs' checkpoints), the two differ in nothing but
+    single_output, and both files load at tiny's grid, where the recipe ends."""
     import json
-    import re
-    import shlex
     from dataclasses import asdict
     from pathlib import Path
 
-    from sam_lab.training.train import parse_args
+    from sam_lab.training import recipe
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| Ablation (lesson 08) |"))
-    commands = re.findall(r"`(python -m sam_lab\.training [^`]+)`", row)
-    recipes = json.loads((WEIGHTS_DIR / "tiny_ablation_recipe.json").read_text())
-    assert len(commands) == 2
-    configs = {}
-    for command in commands:
-        config = asdict(parse_args(shlex.split(command)[3:])[0])
-        configs["single_output" if config["single_output"] else "multimask"] = config
-    assert sorted(configs) == ["multimask", "single_output"]
-    for kind, config in configs.items():
-        assert {k: v for k, v in config.items() if k != "out"} == {**ADDED_SINCE, **{k: v for k, v in recipes[kind].items() if k != "out"}}
-    differing = {k for k in configs["multimask"] if configs["multimask"][k] != configs["single_output"][k]}
-    assert differing == {"single_output", "out"}
+    recorded = json.loads((WEIGHTS_DIR / "tiny_ablation_recipe.json").read_text())
+    settings = {}
+    for kind in ["multimask", "single_output"]:
+        assert f"`python -m sam_lab.training.recipe --recipe ablation_{kind} --out " in row
+        stages, ran = recipe.RECIPES[f"ablation_{kind}"], recorded[kind]["stages"]
+        assert [s["name"] for s in stages] == [r["name"] for r in ran] == ["coarse", "regrid", "fine"]
+        ours = [asdict(s["train"]) for s in stages if "train" in s]
+        theirs = [r["train"] for r in ran if "train" in r]
+        skip = ("out", "init", "threads")
+        assert [{k: v for k, v in o.items() if k not in skip} for o in ours] == \
+            [{k: v for k, v in t.items() if k not in skip} for t in theirs], kind
+        assert ran[1]["patch_size"] == stages[1]["patch_size"] == 8
+        settings[kind] = ours
+        grid = sam_lab.load_ablation_model(kind).image_encoder.pos_embed.shape[1:3]
+        assert tuple(grid) == (sam_lab.get_config("tiny").image_encoder.grid_size,) * 2
+    for multi, single in zip(settings["multimask"], settings["single_output"]):
+        assert {k for k in multi if multi[k] != single[k]} == {"single_output"}
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        sam_lab.load_ablation_model("three_outputs")

@@ -796,6 +796,27 @@ def test_recipe_chains_its_stages_numbers_the_curve_on_and_continues_a_run_stopp
         recipe.stage_configs(tmp_path, 1, lr=1.0)
     with pytest.raises(ValueError, match="stop_after_stage: expected one of"):
         recipe.run_recipe(tmp_path, 1, stop_after_stage="warmup")
+    with pytest.raises(ValueError, match="recipe: expected one of"):
+        recipe.stage_configs(tmp_path, 1, recipe="tiny8")
+
+
+def test_the_ablation_recipes_run_the_same_stages_and_end_at_tinys_grid(tmp_path):
+    """Lesson 08's ablation pair: both recipes go coarse (tiny16) -> regrid -> fine (tiny) at the
+    same steps, differ only in single_output, and a thousandth-scale run ends in a tiny model."""
+    from sam_lab.training import recipe
+    from sam_lab.weights import load_checkpoint
+
+    pair = [recipe.stage_configs(tmp_path / k, 1, recipe=f"ablation_{k}") for k in ("multimask", "single_output")]
+    for stages, single in zip(pair, (False, True)):
+        assert [s["name"] for s in stages] == ["coarse", "regrid", "fine"]
+        assert [s["train"].single_output for s in stages if "train" in s] == [single, single]
+        assert stages[2]["train"].init == str(stages[1]["model"]) and stages[1]["init"] == stages[0]["model"]
+    assert [s["train"].steps for s in pair[0] if "train" in s] == [s["train"].steps for s in pair[1] if "train" in s]
+    done = recipe.run_recipe(tmp_path / "run", 0.001, progress=False, recipe="ablation_single_output", threads=1)
+    load_checkpoint(build_sam("tiny"), done["model"])  # strict keys at tiny's grid
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) == sum(s["train"].steps for s in recipe.stage_configs(tmp_path, 0.001, recipe="ablation_multimask")
+                               if "train" in s)
 
 
 def test_trunk_init_keeps_the_shipped_encoder_trunk_and_starts_the_rest_fresh_at_a_wider_decoder(tmp_path):

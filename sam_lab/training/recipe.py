@@ -20,6 +20,13 @@ command continues a killed run where it stopped. At the end ``OUT/model.safetens
 final model and ``OUT/history.json`` the curve of all training stages, steps numbered on from
 stage to stage (shipped as ``sam_lab/weights/tiny_history.json``; lesson 08 draws it).
 
+Lesson 08's ablation pair has its own two recipes, the same shape at a seventh of the steps
+(``coarse`` 3,000 steps at ``tiny16`` from scratch, ``regrid``, ``fine`` 600 steps at ``tiny``), one
+with SAM's three outputs and min-over-masks and one with a single output token::
+
+    python -m sam_lab.training.recipe --recipe ablation_multimask --out runs/abl_multi
+    python -m sam_lab.training.recipe --recipe ablation_single_output --out runs/abl_single
+
 ``--threads``, ``--device`` and ``--attention`` change only the speed. ``--steps-scale`` shrinks
 every stage's step counts (schedules included) for a quick check of the whole pipeline; the
 shipped weights used 1.
@@ -60,6 +67,35 @@ STAGES: List[Dict] = [
 STAGE_NAMES = tuple(stage["name"] for stage in STAGES)
 
 
+def ablation_stages(single_output: bool) -> List[Dict]:
+    """Lesson 08's ablation recipe: the shipped recipe's shape at a seventh of its steps, without
+    the coarse fine-tune (its rounds are trained by ``first_random`` from the start); the two
+    models of the pair differ in ``single_output`` only."""
+    common = dict(_COMMON, single_output=single_output, grad_rounds="first_random", num_images=2_000)
+    return [
+        {"name": "coarse", "train": TrainConfig(
+            config="tiny16", steps=3_000, first_prompt_steps=1_200, decoder_init="tied_qk", lr=1e-3, warmup=50,
+            checkpoint_every=250, **common)},
+        {"name": "regrid", "patch_size": 8},
+        {"name": "fine", "train": TrainConfig(
+            config="tiny", steps=600, lr=3e-4, warmup=20, checkpoint_every=100, **common)},
+    ]
+
+
+#: every recipe by name: the shipped tiny's, and lesson 08's ablation pair
+RECIPES: Dict[str, List[Dict]] = {
+    "tiny": STAGES,
+    "ablation_multimask": ablation_stages(single_output=False),
+    "ablation_single_output": ablation_stages(single_output=True),
+}
+
+
+def _stages_of(recipe: str) -> List[Dict]:
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe: expected one of {sorted(RECIPES)}, got {recipe!r}")
+    return RECIPES[recipe]
+
+
 def _scaled(cfg: TrainConfig, scale: float) -> TrainConfig:
     """``cfg`` with every step count (and the image set) shrunk by ``scale``, none below 1."""
     shrink = lambda n: max(1, round(n * scale)) if n else 0  # noqa: E731
@@ -67,17 +103,19 @@ def _scaled(cfg: TrainConfig, scale: float) -> TrainConfig:
                    checkpoint_every=shrink(cfg.checkpoint_every), num_images=max(4, round(cfg.num_images * scale)))
 
 
-def stage_configs(out: Union[str, Path], steps_scale: float = 1.0, **speed) -> List[Dict]:
-    """The stages with their folders under ``out`` and each one's ``init`` the stage before's
-    model; ``speed`` (threads, device, attention) replaces those fields only."""
+def stage_configs(out: Union[str, Path], steps_scale: float = 1.0, recipe: str = "tiny", **speed) -> List[Dict]:
+    """The stages of ``recipe`` (a name in RECIPES) with their folders under ``out`` and each
+    one's ``init`` the stage before's model; ``speed`` (threads, device, attention) replaces
+    those fields only."""
     if not 0 < steps_scale <= 1:
         raise ValueError(f"steps_scale: expected a number in (0, 1], got {steps_scale!r}")
     unknown = set(speed) - {"threads", "device", "attention"}
     if unknown:
         raise ValueError(f"speed: only threads, device and attention may change, got {sorted(unknown)}")
+    chosen = _stages_of(recipe)
     out = Path(out)
     stages, previous = [], None
-    for stage in STAGES:
+    for stage in chosen:
         folder = out / stage["name"]
         model = folder / "model.safetensors"
         entry = {**stage, "out": folder, "model": model, "init": previous}
@@ -92,13 +130,14 @@ def stage_configs(out: Union[str, Path], steps_scale: float = 1.0, **speed) -> L
 
 
 def run_recipe(out: Union[str, Path], steps_scale: float = 1.0, progress: bool = True,
-               stop_after_stage: Optional[str] = None, **speed) -> Dict:
-    """Run (or continue) the recipe into ``out``; returns {"model": path, "stages": [...], "seconds": ...}.
+               stop_after_stage: Optional[str] = None, recipe: str = "tiny", **speed) -> Dict:
+    """Run (or continue) ``recipe`` into ``out``; returns {"model": path, "stages": [...], "seconds": ...}.
     ``stop_after_stage`` ends after that stage (tests; a run in several sittings)."""
-    if stop_after_stage is not None and stop_after_stage not in STAGE_NAMES:
-        raise ValueError(f"stop_after_stage: expected one of {STAGE_NAMES}, got {stop_after_stage!r}")
+    names = tuple(stage["name"] for stage in _stages_of(recipe))
+    if stop_after_stage is not None and stop_after_stage not in names:
+        raise ValueError(f"stop_after_stage: expected one of {names}, got {stop_after_stage!r}")
     out = Path(out)
-    stages = stage_configs(out, steps_scale, **speed)
+    stages = stage_configs(out, steps_scale, recipe, **speed)
     summary = {"stages": [], "model": None}
     started = time.time()
     for stage in stages:
@@ -109,7 +148,7 @@ def run_recipe(out: Union[str, Path], steps_scale: float = 1.0, progress: bool =
             if result["step"] != stage["train"].steps:
                 raise RuntimeError(f"stage {stage['name']}: stopped at step {result['step']} of {stage['train'].steps}")
         elif not done:  # the grid move: the stage before's config and weights -> the finer grid
-            before = stages[STAGE_NAMES.index(stage["name"]) - 1]["train"]
+            before = stages[names.index(stage["name"]) - 1]["train"]
             config = override_config(before.config, before.config_overrides)
             coarse = load_checkpoint(build_sam(config), stage["init"])
             fine, _ = regrid(coarse, config, stage["patch_size"])
@@ -144,21 +183,23 @@ def stage_boundaries(stages: Optional[List[Dict]] = None) -> Dict[str, int]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", default="tiny", choices=sorted(RECIPES),
+                        help="the shipped tiny's (default) or one of lesson 08's ablation pair")
     parser.add_argument("--out", default="runs/tiny", help="the run's folder (one sub-folder per stage)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--attention", default="sdpa")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="shrink every stage's steps (a quick check)")
-    parser.add_argument("--stop-after-stage", default=None, choices=STAGE_NAMES)
+    parser.add_argument("--stop-after-stage", default=None, help="a stage name: end after it")
     parser.add_argument("--dry-run", action="store_true", help="print each stage's settings and exit")
     args = parser.parse_args(argv)
     speed = dict(threads=args.threads, device=args.device, attention=args.attention)
     if args.dry_run:
-        for stage in stage_configs(args.out, args.steps_scale, **speed):
+        for stage in stage_configs(args.out, args.steps_scale, args.recipe, **speed):
             settings = asdict(stage["train"]) if "train" in stage else {"patch_size": stage["patch_size"], "init": str(stage["init"])}
             print(stage["name"], json.dumps(settings))
         return
-    summary = run_recipe(args.out, args.steps_scale, stop_after_stage=args.stop_after_stage, **speed)
+    summary = run_recipe(args.out, args.steps_scale, stop_after_stage=args.stop_after_stage, recipe=args.recipe, **speed)
     print(json.dumps({**summary, "model": str(summary["model"])}, indent=1))
 
 

@@ -34,8 +34,9 @@ from .official import find_checkpoint
 WEIGHTS_DIR = Path(__file__).parent  # the shipped .safetensors files sit beside this module
 # "tiny16" is the recipe's first two stages at 16 x 16 tokens, before the move to tiny's 32 x 32
 SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors", "tiny16": WEIGHTS_DIR / "tiny16.safetensors"}
-# lesson 08's ablation: two tiny models trained identically for 3,000 steps, one with the three
-# ambiguity-aware outputs and min-over-masks, one with a single output token
+# lesson 08's ablation: two tiny models made by the same recipe at the same budget (coarse at
+# tiny16, regrid, fine at tiny), one with the three ambiguity-aware outputs and min-over-masks,
+# one with a single output token
 ABLATION = {
     "multimask": WEIGHTS_DIR / "tiny_ablation_multimask.safetensors",
     "single_output": WEIGHTS_DIR / "tiny_ablation_single_output.safetensors",
@@ -144,9 +145,8 @@ def load_model(name: Union[str, os.PathLike] = "tiny", pretrained: bool = True, 
 def load_ablation_model(kind: str, device: str = "cpu"):
     """One of the two tiny models of the ambiguity ablation (lesson 08), in eval mode:
     ``"multimask"`` (SAM's recipe) or ``"single_output"`` (one output token, no min-over-masks),
-    both trained the same way for the same 3,000 steps (sam_lab/weights/tiny_ablation_recipe.json)."""
+    both made by the same recipe for the same steps (``sam_lab.training.recipe --recipe
+    ablation_<kind>``; the runs' settings in sam_lab/weights/tiny_ablation_recipe.json)."""
     if kind not in ABLATION:
         raise ValueError(f"kind: expected one of {sorted(ABLATION)}, got {kind!r}")
-    model = build_sam("tiny16")  # trained at 16 x 16 tokens, the grid of the recipe's first stage
-    load_checkpoint(model, ABLATION[kind])
-    return model.to(device).eval()
+    return _load_path(ABLATION[kind], pretrained=True).to(device).eval()  # its grid read off the file
