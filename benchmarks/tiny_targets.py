@@ -20,7 +20,9 @@ of targets whose click lies in no other mask, the predicted pick and the IoU Pea
 and both scored against whichever level containing the click matches best, the mIoU the
 low-res mask size allows (the ground truth through it and back, with soft and with binary
 low-res logits), and whether the decoder's upscaled features limit the masks after 20 clicks
-(the best linear readout of them fitted per target, :func:`feature_readout_ceiling`). Runs on 2 threads
+(the best linear readout of them fitted per target, :func:`feature_readout_ceiling`), and the
+ceilings of the IoU head: the best head the training's click distribution allows, on the model's
+masks and on perfect ones (:func:`perfect_levels_ceiling`). Runs on 2 threads
 unless ``--threads`` says otherwise.
 """
 from __future__ import annotations
@@ -28,8 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from sam_lab import SamPredictor, build_sam, load_model
@@ -141,6 +145,43 @@ def reach_by_kind(dataset, interactive) -> dict:
             for name, keep in groups.items() if keep.any()}
 
 
+class _LevelsAnswerer:
+    """A perfect model of the data's levels: it answers a click with the masks containing it,
+    smallest first (the largest repeated when there are fewer than three). Its IoU scores are
+    never read; iou_calibration's head ceiling is computed from the ground truth alone."""
+
+    def __init__(self, dataset):
+        self.dataset, self.item = dataset, None
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):  # the dataset seen through the answerer: it knows each image's masks
+        self.item = self.dataset[index]
+        return self.item
+
+    def set_image(self, image):
+        pass
+
+    def predict(self, point_coords, point_labels, multimask_output=True):
+        masks = self.item["masks"]
+        x, y = (int(v) for v in point_coords[0])
+        inside = [masks[k] for k in np.argsort(masks.reshape(len(masks), -1).sum(1)) if masks[k, y, x]]
+        answer = np.stack((inside + [inside[-1]] * 3)[:3])
+        return answer, np.full(3, 0.5), answer.astype(np.float32)
+
+
+def perfect_levels_ceiling(dataset) -> dict:
+    """What the one-click pick and the IoU Pearson could reach if the model's three answers were
+    exactly the levels containing the click and its IoU head were the best the training's clicks
+    allow (iou_calibration's head ceiling): the part of the gap that is the data's ambiguity."""
+    answerer = _LevelsAnswerer(dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the constant scores have no Pearson; unused
+        calibration = iou_calibration(answerer, answerer)
+    return {"pearson": calibration["pearson_head_ceiling"], "pick": calibration["pick_head_ceiling"]}
+
+
 def measure(model, images: int, grid: int = 32, readout: bool = True) -> dict:
     from skimage import data
 
@@ -170,6 +211,8 @@ def measure(model, images: int, grid: int = 32, readout: bool = True) -> dict:
         "synthetic_predicted_any_object": interactive.miou_1click_predicted_any_object,
         "synthetic_iou_pearson_unambiguous": calibration["pearson_unambiguous"],
         "synthetic_iou_pearson_any_object": calibration["pearson_any_object"],
+        "synthetic_head_ceiling": {"pearson": calibration["pearson_head_ceiling"], "pick": calibration["pick_head_ceiling"]},
+        "synthetic_perfect_levels_ceiling": perfect_levels_ceiling(synthetic),
         "synthetic_low_res_ceiling": low_res_ceiling(synthetic, 4 * model.prompt_encoder.image_embedding_size[0])["mean"],
         "synthetic_low_res_ceiling_binary": low_res_ceiling(synthetic, 4 * model.prompt_encoder.image_embedding_size[0], binary=True),
         "synthetic_feature_readout": feature_readout_ceiling(model, synthetic) if readout else None,
@@ -196,6 +239,11 @@ def table(result: dict) -> str:
                      f"{result['synthetic_predicted_unambiguous']:.3f} / {result['synthetic_predicted_any_object']:.3f} | | |")
         lines.append(f"| (diagnostic) IoU Pearson on those / against any level containing the click | "
                      f"{result['synthetic_iou_pearson_unambiguous']:.3f} / {result['synthetic_iou_pearson_any_object']:.3f} | | |")
+    for key, what in [("synthetic_head_ceiling", "the best IoU head the training's clicks allow, on this model's masks"),
+                      ("synthetic_perfect_levels_ceiling", "the same head on perfect masks (the levels containing the click)")]:
+        if key in result:
+            lines.append(f"| (diagnostic) {what}: IoU Pearson / predicted pick | "
+                         f"{result[key]['pearson']:.3f} / {result[key]['pick']:.3f} | | |")
     if "synthetic_low_res_ceiling" in result:
         lines.append(f"| (diagnostic) ground truth through the low-res mask size and back | mean IoU {result['synthetic_low_res_ceiling']:.3f} | | |")
     if result.get("synthetic_low_res_ceiling_binary"):

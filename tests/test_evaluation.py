@@ -81,6 +81,15 @@ def test_calibration_scores_candidates_against_the_target_and_against_any_contai
     assert calibration["pearson_any_object"] == pytest.approx(np.corrcoef(scores, any_object)[0, 1])
     assert calibration["pearson_unambiguous"] == pytest.approx(np.corrcoef(scores[6:], true[6:])[0, 1])
     assert calibration["pearson_any_object"] != pytest.approx(calibration["pearson"])
+    # the ideal head: the middle click lies in the whole and the part, each the target with odds
+    # 1/area; the disc's click lies in the disc alone, so there the ideal is the true IoU
+    w_whole, w_part = (1 / whole) / (1 / whole + 1 / part), (1 / part) / (1 / whole + 1 / part)
+    middle = [w_whole * (part / whole) + w_part * 1, w_whole * 1 + w_part * (part / whole),
+              w_whole * (whole / image) + w_part * (part / image)]
+    ideal = middle * 2 + [1, disc / image, disc / image]
+    assert calibration["pearson_head_ceiling"] == pytest.approx(np.corrcoef(ideal, true)[0, 1])
+    # it picks the part for the middle click (the likelier target): wrong for the whole, right for the rest
+    assert calibration["pick_head_ceiling"] == pytest.approx((part / whole + 1 + 1) / 3)
 
 
 def test_per_target_iou_holds_each_targets_pick_after_every_click():

@@ -504,6 +504,22 @@ def test_level_iou_scores_each_mask_against_the_best_matching_object_that_contai
     torch.testing.assert_close(got, torch.tensor([[1.0, 1.0, 0.0, 6 / 8]]))  # rows 0-5: 6/8 of the whole, 4/6 of the part
 
 
+def test_expected_level_iou_averages_the_target_iou_over_which_containing_mask_was_drawn():
+    """A whole (rows 0-7, area 128) holding a part (rows 0-3, area 64), drawn twice, and a separate
+    object; a click in the part. The click's target is the part with odds 1/64 and the whole with
+    odds 1/128 (2 : 1; the repeat counts once, the object does not contain the click), so each
+    mask scores 2/3 of its IoU with the part plus 1/3 of its IoU with the whole."""
+    from sam_lab.training.clicks import expected_level_iou
+
+    levels = torch.zeros(1, 4, 16, 16, dtype=torch.bool)
+    levels[0, 0, :8], levels[0, 1, :4], levels[0, 2, 12:], levels[0, 3, :4] = True, True, True, True
+    logits = torch.where(levels[:, :3], 5.0, -5.0)  # a mask per object: whole, part, other
+    got = expected_level_iou(logits, levels, torch.tensor([[3.0, 2.0]]))
+    torch.testing.assert_close(got, torch.tensor([[2 / 3 * 0.5 + 1 / 3, 2 / 3 + 1 / 3 * 0.5, 0.0]]))
+    alone = expected_level_iou(logits, levels, torch.tensor([[3.0, 13.0]]))  # in the other object only
+    torch.testing.assert_close(alone, torch.tensor([[0.0, 0.0, 1.0]]))
+
+
 def test_any_level_iou_target_trains_the_iou_head_on_the_level_score(tmp_path, monkeypatch):
     """Given the image's masks, a one-click round's IoU head regresses level_iou (never below the
     IoU with the target, which is one of the levels); later rounds (several clicks) keep the
@@ -549,7 +565,13 @@ def test_any_level_iou_target_trains_the_iou_head_on_the_level_score(tmp_path, m
     weights = []
     monkeypatch.setattr(T, "simulate_training_episode", lambda *a, **kw: weights.append(kw["level_weight"]) or real_episode(*a, **kw))
     train(_cfg(tmp_path / "mx", steps=1, iou_target="mixed", rounds=1, masks_per_image=2), resume=False, progress=False)
-    assert weights == [0.5]
+    train(_cfg(tmp_path / "ex", steps=1, iou_target="expected", rounds=1, masks_per_image=2), resume=False, progress=False)
+    assert weights == [0.5, None]
+    calls.clear()  # "expected": the episode scores the first round with expected_level_iou
+    with torch.no_grad():
+        simulate_training_episode(model, embeddings, gt, np.random.default_rng(0), num_rounds=1,
+                                  use_box=False, level_masks=gt[None].expand(2, -1, -1, -1), level_weight=None)
+    assert calls[0][0].shape == (2, 3) and not torch.allclose(calls[0][0], first)
     with pytest.raises(ValueError, match="iou_target: expected one of"):
         train(_cfg(tmp_path / "x", steps=1, iou_target="max"), resume=False, progress=False)
     with pytest.raises(ValueError, match="iou_target: expected shape"):
@@ -869,3 +891,26 @@ def test_tiny_targets_groups_noc_by_mask_size_and_level():
     assert result["level 0"] == {"targets": 2, "reach_0.9": 0.5, "noc90": 12.5} and result["level 1"]["targets"] == 1
     with pytest.raises(ValueError, match="interactive: expected one NoC per mask"):
         bench.reach_by_kind(data, SimpleNamespace(per_target_noc90=[20, 3]))
+
+
+def test_tiny_targets_perfect_levels_ceiling_is_the_best_a_perfect_model_could_pick_from_an_ambiguous_click():
+    """perfect_levels_ceiling: answers are the levels containing the click. A whole (40 x 40) and
+    its part (16 x 16) share their middle click: the best head picks the likelier target, the
+    part (odds 1/area), right for the part, wrong for the whole; a lone disc is always right."""
+    from conftest import load_benchmark
+
+    bench = load_benchmark("tiny_targets")
+    S = 64
+    masks = np.zeros((3, S, S), bool)
+    masks[0, 4:44, 4:44] = True
+    masks[1, 16:32, 16:32] = True
+    yy, xx = np.mgrid[:S, :S]
+    masks[2] = (yy - 54) ** 2 + (xx - 54) ** 2 <= 6**2
+    item = {"image": np.zeros((S, S, 3), np.uint8), "masks": masks, "level": np.array([0, 1, 0])}
+    ceiling = bench.perfect_levels_ceiling([item])
+    assert ceiling["pick"] == pytest.approx((16 * 16 / (40 * 40) + 1 + 1) / 3)
+    r = 16 * 16 / (40 * 40)  # the part's IoU with the whole
+    w_whole, w_part = 1 / (1 + 1 / r), 1 / (1 + r)  # odds 1/area: the part is the likelier target
+    ideal = [w_whole * r + w_part, w_whole + w_part * r, w_whole + w_part * r] * 2 + [1, 1, 1]
+    true = [r, 1, 1] + [1, r, r] + [1, 1, 1]  # answers (part, whole, whole) against the whole, the part; the disc
+    assert ceiling["pearson"] == pytest.approx(np.corrcoef(ideal, true)[0, 1])

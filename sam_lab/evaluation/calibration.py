@@ -26,10 +26,17 @@ def iou_calibration(predictor, dataset, num_images=None) -> Dict[str, float]:
     ``count``, and two views that separate the IoU head from the ambiguity of a click:
     ``pearson_unambiguous`` over the targets whose click lies in no other mask of the image, and
     ``pearson_any_object`` with each candidate's true IoU taken against the best-matching mask
-    that contains the click (a part, its whole: any right answer, as the mask generator needs)."""
+    that contains the click (a part, its whole: any right answer, as the mask generator needs).
+
+    And the ceiling of a better IoU head on the same masks: training draws a mask uniformly and
+    a point uniformly inside it, so the best any head can predict from a click (the least squares
+    answer) is each candidate's IoU averaged over the masks containing the click, weighted by
+    1 / area (how likely that mask is the one the click was drawn for). ``pearson_head_ceiling``
+    is that ideal head's Pearson with the true IoU, ``pick_head_ceiling`` the mean true IoU of the
+    candidate it would pick (to read against the model's own predicted pick)."""
     from ..inference.masks import mask_iou
 
-    predicted, true, any_object, unambiguous = [], [], [], []
+    predicted, true, any_object, unambiguous, ideal, ideal_pick = [], [], [], [], [], []
     count = len(dataset) if num_images is None else min(num_images, len(dataset))
     for index in range(count):
         item = dataset[index]
@@ -40,9 +47,14 @@ def iou_calibration(predictor, dataset, num_images=None) -> Dict[str, float]:
             containing = masks_at(item["masks"], click)
             predicted.extend(scores.tolist())
             true.extend(mask_iou(masks, mask[None]).tolist())
-            any_object.extend(mask_iou(masks[:, None], item["masks"][containing][None]).max(axis=1).tolist())
+            against_containing = mask_iou(masks[:, None], item["masks"][containing][None])  # (3, masks containing)
+            any_object.extend(against_containing.max(axis=1).tolist())
+            weight = 1.0 / item["masks"][containing].reshape(int(containing.sum()), -1).sum(1)
+            expected = against_containing @ (weight / weight.sum())
+            ideal.extend(expected.tolist())
+            ideal_pick.append(float(mask_iou(masks[int(np.argmax(expected))][None], mask[None])[0]))
             unambiguous.extend([int(containing.sum()) == 1] * len(scores))
-    predicted, true, any_object = np.asarray(predicted), np.asarray(true), np.asarray(any_object)
+    predicted, true, any_object, ideal = (np.asarray(v) for v in (predicted, true, any_object, ideal))
     unambiguous = np.asarray(unambiguous, dtype=bool)
 
     def pearson(a, b):
@@ -52,7 +64,9 @@ def iou_calibration(predictor, dataset, num_images=None) -> Dict[str, float]:
             "mean_abs_error": float(np.abs(predicted - true).mean()), "count": int(len(true)),
             "pearson_unambiguous": pearson(predicted[unambiguous], true[unambiguous]),
             "pearson_any_object": pearson(predicted, any_object),
-            "unambiguous_count": int(unambiguous.sum())}
+            "unambiguous_count": int(unambiguous.sum()),
+            "pearson_head_ceiling": pearson(ideal, true),
+            "pick_head_ceiling": float(np.mean(ideal_pick)) if ideal_pick else float("nan")}
 
 
 @torch.no_grad()

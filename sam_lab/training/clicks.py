@@ -71,7 +71,7 @@ def sample_error_point(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generato
 
 # ----------------------------------------------------------------------------- training
 
-IOU_TARGETS = ("target", "any_level", "mixed")
+IOU_TARGETS = ("target", "any_level", "mixed", "expected")
 MASK_TARGETS = ("binary", "soft", "full")
 
 
@@ -89,6 +89,31 @@ def level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor) 
     contains = levels[torch.arange(B, device=levels.device), :, y, x]  # (B, L)
     iou = torch.stack([pairwise_mask_iou(masks > 0, lv) for masks, lv in zip(logits, levels)])  # (B, K, L)
     return iou.masked_fill(~contains[:, None, :], 0.0).max(dim=-1).values
+
+
+def expected_level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
+    """For a one-click prompt: each predicted mask's IoU with the target *expected* over which
+    of the image's masks the click was drawn for. A mask drawn uniformly and then a click
+    uniformly inside it make each distinct mask containing the click the target with odds
+    1 / area, so this is the least-squares optimum of the usual IoU target with its noise
+    (which level the draw happened to be) averaged out: the same head at the optimum, a less
+    noisy signal on the way.
+
+    logits (B, K, h, w) low-res; levels (B, L, h, w) bool, the drawn masks of each target's image
+    at the same size (repeats allowed: a mask counts once); clicks (B, 2) (x, y) in those pixels.
+    Returns (B, K)."""
+    B, L, h, w = levels.shape
+    x = clicks[:, 0].long().clamp(0, w - 1)
+    y = clicks[:, 1].long().clamp(0, h - 1)
+    contains = levels[torch.arange(B, device=levels.device), :, y, x]  # (B, L)
+    flat = levels.flatten(2)
+    same = (flat[:, :, None] == flat[:, None, :]).all(-1)  # (B, L, L): mask l equals mask l'
+    repeat = (same & torch.ones(L, L, dtype=torch.bool, device=levels.device).tril(-1)).any(-1)  # equals an earlier one
+    area = flat.sum(-1).clamp(min=1).float()
+    weight = torch.where(contains & ~repeat, 1.0 / area, torch.zeros_like(area))
+    weight = weight / weight.sum(-1, keepdim=True).clamp(min=1e-12)
+    iou = torch.stack([pairwise_mask_iou(masks > 0, lv) for masks, lv in zip(logits, levels)])  # (B, K, L)
+    return (iou * weight[:, None, :]).sum(-1)
 
 
 def round_plan(rng: np.random.Generator, num_rounds: int = NUM_ROUNDS, num_points: int = NUM_ERROR_POINTS) -> List[bool]:
@@ -141,7 +166,7 @@ def simulate_training_episode(
     focal_alpha: float = 0.25,
     iou_weight: float = 1.0,
     level_masks: Optional[torch.Tensor] = None,
-    level_weight: float = 1.0,
+    level_weight: Optional[float] = 1.0,
     mask_target: str = "binary",
 ) -> Dict[str, torch.Tensor]:
     """Run the 11-round simulation for a batch and return the averaged loss.
@@ -160,7 +185,9 @@ def simulate_training_episode(
     ``level_masks`` (B, L, S, S) bool, the masks of each target's image (its own among them): if
     given, the IoU head of a one-click round learns :func:`level_iou` (the best IoU with any of
     them that contains the click) instead of the IoU with the target; ``level_weight`` below 1
-    blends the two (``level_weight * level_iou + (1 - level_weight) * IoU with the target``).
+    blends the two (``level_weight * level_iou + (1 - level_weight) * IoU with the target``);
+    ``level_weight=None`` makes it :func:`expected_level_iou` instead (the target's IoU averaged
+    over which containing mask the click was drawn for).
     ``mask_target`` says what the mask loss compares the low-res logits with: ``"binary"`` the
     target area-downsampled to the low-res size and thresholded at half coverage (a boundary
     known only to the nearest low-res pixel: with 64x64 masks of a 256-px input, 18 % of the
@@ -219,8 +246,9 @@ def simulate_training_episode(
             iou_target = None
             if levels_low is not None and single_point:
                 clicks = coords[:, 0] * (low_size[1] / S)  # model-input pixels -> low-res pixels
-                iou_target = level_iou(low_res.detach(), levels_low, clicks)
-                if level_weight != 1.0:
+                scorer = expected_level_iou if level_weight is None else level_iou
+                iou_target = scorer(low_res.detach(), levels_low, clicks)
+                if level_weight is not None and level_weight != 1.0:
                     own = mask_iou(low_res.detach() > 0, gt_low[:, None].expand_as(low_res))
                     iou_target = level_weight * iou_target + (1.0 - level_weight) * own
             scored = low_res if mask_target != "full" else F.interpolate(low_res, (S, S), mode="bilinear", align_corners=False)

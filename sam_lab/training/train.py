@@ -77,7 +77,7 @@ class TrainConfig:
     augment: bool = False  # flips, 90-degree turns, zoom-out (small objects), colour jitter, grayscale
     decoder_init: str = "default"  # "tied_qk": each decoder attention starts with keys = queries (see tie_query_key)
     train_only: str = "all"  # "iou_head": only the IoU prediction head learns (calibrating a trained model, with --init)
-    iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click; "mixed": the mean of that and the target's IoU
+    iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click; "mixed": the mean of that and the target's IoU; "expected": the target's IoU averaged over which containing mask the click was drawn for (odds 1/area; the same optimum, less noise)
     mask_target: str = "binary"  # what the mask loss compares with: "binary" low-res target, "soft" low-res coverage, "full" the full-size target (see simulate_training_episode)
 
 
@@ -318,7 +318,7 @@ def train(
                 single_output=cfg.single_output, grad_rounds=cfg.grad_rounds, focal_alpha=cfg.focal_alpha, iou_weight=cfg.iou_weight,
                 # the other drawn masks of each target's image (with M masks per image)
                 level_masks=targets.repeat_interleave(M, dim=0) if cfg.iou_target != "target" else None,
-                level_weight=0.5 if cfg.iou_target == "mixed" else 1.0,
+                level_weight={"mixed": 0.5, "expected": None}.get(cfg.iou_target, 1.0),
                 mask_target=cfg.mask_target,
             )
             optimizer.zero_grad(set_to_none=True)
