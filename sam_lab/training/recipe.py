@@ -24,8 +24,8 @@ Lesson 08's ablation pair has its own two recipes, the same shape at a seventh o
 (``coarse`` 3,000 steps at ``tiny16`` from scratch, ``regrid``, ``fine`` 600 steps at ``tiny``), one
 with SAM's three outputs and min-over-masks and one with a single output token::
 
-    python -m sam_lab.training.recipe --recipe ablation_multimask --out runs/abl_multi
-    python -m sam_lab.training.recipe --recipe ablation_single_output --out runs/abl_single
+    python -m sam_lab.training.recipe --recipe ablation_multimask --out runs/abl_p8_multimask
+    python -m sam_lab.training.recipe --recipe ablation_single_output --out runs/abl_p8_single_output
 
 ``--threads``, ``--device`` and ``--attention`` change only the speed. ``--steps-scale`` shrinks
 every stage's step counts (schedules included) for a quick check of the whole pipeline; the
