@@ -914,3 +914,25 @@ def test_tiny_targets_perfect_levels_ceiling_is_the_best_a_perfect_model_could_p
     ideal = [w_whole * r + w_part, w_whole + w_part * r, w_whole + w_part * r] * 2 + [1, 1, 1]
     true = [r, 1, 1] + [1, r, r] + [1, 1, 1]  # answers (part, whole, whole) against the whole, the part; the disc
     assert ceiling["pearson"] == pytest.approx(np.corrcoef(ideal, true)[0, 1])
+
+
+def test_iou_calibrator_features_describe_each_candidate_with_its_siblings_and_score_the_pick():
+    """benchmarks/iou_calibrator.py: a candidate's row holds its own score, area, stability and
+    inside logit, then its two siblings', its token one-hot and its IoUs with the siblings; the
+    pick is the true IoU of each click's top-scored candidate."""
+    from conftest import load_benchmark
+
+    bench = load_benchmark("iou_calibrator")
+    logits = np.full((3, 8, 8), -5.0, np.float32)
+    logits[0, :4, :4] = 5.0  # 16 px
+    logits[1, :4, :4] = 5.0  # the same mask
+    logits[2, :, :] = 0.5  # the whole image, unstable: above 0 and -1, below +1
+    rows = bench.candidate_features(logits, np.array([0.9, 0.5, 0.1]))
+    assert rows.shape == (3, 17)
+    assert rows[0, 0] == pytest.approx(0.9) and rows[0, 1] == pytest.approx(np.log1p(16))
+    assert rows[0, 2] == pytest.approx(1.0) and rows[2, 2] == pytest.approx(0.0)  # stability
+    np.testing.assert_allclose(rows[1, 12:15], [0, 1, 0])  # token 2
+    np.testing.assert_allclose(rows[0, 15:], [1.0, 16 / 64], rtol=1e-6)  # IoU with its twin, with the whole
+    np.testing.assert_allclose(rows[0, 4:8], rows[1, :4])  # first sibling of token 1 is token 2
+    got = bench.scored(np.array([0.9, 0.1, 0.5, 0.2, 0.8, 0.3]), np.array([0.2, 1.0, 0.6, 0.4, 0.9, 0.5]), np.array([0, 0, 0, 1, 1, 1]))
+    assert got["pick"] == pytest.approx((0.2 + 0.9) / 2)
