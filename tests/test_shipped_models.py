@@ -22,7 +22,8 @@ torch.set_num_threads(2)
 FLOORS = {"tiny": 0.45, "tiny16": 0.45, "multimask": 0.50, "single_output": 0.30}
 #: TrainConfig fields added after the shipped coarse runs were made; the recipe records, written
 #: from those runs' checkpoints, lack them, and their defaults do exactly what the runs did
-ADDED_SINCE = {"config_overrides": "", "iou_weight": 1.0, "iou_target": "target", "mask_target": "binary"}
+ADDED_SINCE = {"config_overrides": "", "iou_weight": 1.0, "iou_target": "target", "mask_target": "binary",
+               "first_click": "uniform"}
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_the_readme_commands_reproduce_the_ablation_pair():
         stages, ran = recipe.RECIPES[f"ablation_{kind}"], recorded[kind]["stages"]
         assert [s["name"] for s in stages] == [r["name"] for r in ran] == ["coarse", "regrid", "fine"]
         ours = [asdict(s["train"]) for s in stages if "train" in s]
-        theirs = [r["train"] for r in ran if "train" in r]
+        theirs = [{**ADDED_SINCE, **r["train"]} for r in ran if "train" in r]
         skip = ("out", "init", "threads")
         assert [{k: v for k, v in o.items() if k not in skip} for o in ours] == \
             [{k: v for k, v in t.items() if k not in skip} for t in theirs], kind

@@ -936,3 +936,23 @@ def test_iou_calibrator_features_describe_each_candidate_with_its_siblings_and_s
     np.testing.assert_allclose(rows[0, 4:8], rows[1, :4])  # first sibling of token 1 is token 2
     got = bench.scored(np.array([0.9, 0.1, 0.5, 0.2, 0.8, 0.3]), np.array([0.2, 1.0, 0.6, 0.4, 0.9, 0.5]), np.array([0, 0, 0, 1, 1, 1]))
     assert got["pick"] == pytest.approx((0.2 + 0.9) / 2)
+
+
+def test_interior_first_clicks_fall_in_the_masks_core_and_a_bad_choice_is_refused(tmp_path):
+    """first_click="interior": the first point is drawn among the pixels at least half as far from
+    the boundary as the farthest one; an empty mask and an unknown choice are refused by name."""
+    from sam_lab.training.clicks import sample_interior_point
+    from sam_lab.training.train import train
+
+    mask = np.zeros((64, 64), bool)
+    mask[10:50, 10:30] = True  # 40 x 20: the farthest pixels are 10 px from the boundary
+    rng = np.random.default_rng(0)
+    points = np.stack([sample_interior_point(mask, rng) for _ in range(200)])
+    assert points[:, 0].min() >= 14 and points[:, 0].max() <= 25  # x within 5 px of the middle columns
+    assert points[:, 1].min() >= 14 and points[:, 1].max() <= 45
+    assert len({tuple(p) for p in points}) > 50  # drawn, not a fixed point
+    with pytest.raises(ValueError, match="mask: expected at least one foreground pixel"):
+        sample_interior_point(np.zeros((8, 8), bool), rng)
+    with pytest.raises(ValueError, match="first_click: expected one of"):
+        train(_cfg(tmp_path / "x", steps=1, first_click="centre"), resume=False, progress=False)
+    train(_cfg(tmp_path / "ok", steps=1, first_click="interior", rounds=1, masks_per_image=2), resume=False, progress=False)

@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_edt
 
 from ..inference.masks import mask_box, mask_iou, pairwise_mask_iou
 from .losses import sam_loss
@@ -43,6 +44,19 @@ def sample_point_in(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise ValueError("mask: expected at least one foreground pixel, got an empty mask")
     i = int(rng.integers(len(ys)))
     return np.array([xs[i], ys[i]], dtype=np.float64)
+
+
+FIRST_CLICKS = ("uniform", "interior")
+
+
+def sample_interior_point(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A pixel (x, y) drawn uniformly from the mask's core: the pixels at least half as far from
+    its boundary as its farthest pixel (the evaluation clicks that farthest pixel; an annotator
+    clicks near it). Bias towards the interior, as RITM-style point samplers do."""
+    if not mask.any():
+        raise ValueError("mask: expected at least one foreground pixel, got an empty mask")
+    distance = distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    return sample_point_in(distance >= 0.5 * distance.max(), rng)
 
 
 def noisy_box(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -168,6 +182,7 @@ def simulate_training_episode(
     level_masks: Optional[torch.Tensor] = None,
     level_weight: Optional[float] = 1.0,
     mask_target: str = "binary",
+    first_click: str = "uniform",
 ) -> Dict[str, torch.Tensor]:
     """Run the 11-round simulation for a batch and return the averaged loss.
 
@@ -196,6 +211,8 @@ def simulate_training_episode(
     the logits learn where inside a pixel the boundary runs; ``"full"`` the logits upsampled
     (bilinear, as the predictor does) to the input size against the full-size target, with the
     IoU head's target measured there too.
+    ``first_click`` says where a first point prompt is drawn: ``"uniform"`` anywhere in the mask
+    (the paper), ``"interior"`` in its core (:func:`sample_interior_point`).
     Returns ``loss`` (scalar, over the rounds with gradient), ``miou_first`` (IoU of the best first-round mask) and
     ``miou_last`` (IoU after the last round).
     """
@@ -208,7 +225,10 @@ def simulate_training_episode(
     if use_box:
         boxes = torch.as_tensor(np.stack([noisy_box(m, rng) for m in gt_np]), dtype=torch.float, device=device)
     else:
-        coords = torch.as_tensor(np.stack([sample_point_in(m, rng) for m in gt_np])[:, None], dtype=torch.float, device=device)
+        if first_click not in FIRST_CLICKS:
+            raise ValueError(f"first_click: expected one of {FIRST_CLICKS}, got {first_click!r}")
+        sampler = sample_point_in if first_click == "uniform" else sample_interior_point
+        coords = torch.as_tensor(np.stack([sampler(m, rng) for m in gt_np])[:, None], dtype=torch.float, device=device)
         labels = torch.ones(B, 1, dtype=torch.int, device=device)
     mask_inputs = None
     if mask_target not in MASK_TARGETS:

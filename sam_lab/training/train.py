@@ -39,7 +39,7 @@ from ..config import override_config
 from ..inference.transforms import ResizeLongestSide
 from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
 from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
-from .clicks import GRAD_ROUNDS, IOU_TARGETS, MASK_TARGETS, round_plan, simulate_training_episode
+from .clicks import FIRST_CLICKS, GRAD_ROUNDS, IOU_TARGETS, MASK_TARGETS, round_plan, simulate_training_episode
 
 TRAIN_ONLY = ("all", "iou_head")
 
@@ -78,6 +78,7 @@ class TrainConfig:
     decoder_init: str = "default"  # "tied_qk": each decoder attention starts with keys = queries (see tie_query_key)
     train_only: str = "all"  # "iou_head": only the IoU prediction head learns (calibrating a trained model, with --init)
     iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click; "mixed": the mean of that and the target's IoU; "expected": the target's IoU averaged over which containing mask the click was drawn for (odds 1/area; the same optimum, less noise)
+    first_click: str = "uniform"  # where a first point prompt is drawn: "uniform" in the mask (the paper), "interior" in its core
     mask_target: str = "binary"  # what the mask loss compares with: "binary" low-res target, "soft" low-res coverage, "full" the full-size target (see simulate_training_episode)
 
 
@@ -252,6 +253,8 @@ def train(
         raise ValueError(f"train_only: expected one of {TRAIN_ONLY}, got {cfg.train_only!r}")
     if cfg.iou_target not in IOU_TARGETS:
         raise ValueError(f"iou_target: expected one of {IOU_TARGETS}, got {cfg.iou_target!r}")
+    if cfg.first_click not in FIRST_CLICKS:
+        raise ValueError(f"first_click: expected one of {FIRST_CLICKS}, got {cfg.first_click!r}")
     if cfg.mask_target not in MASK_TARGETS:
         raise ValueError(f"mask_target: expected one of {MASK_TARGETS}, got {cfg.mask_target!r}")
     if cfg.decoder_init not in DECODER_INITS:
@@ -319,7 +322,7 @@ def train(
                 # the other drawn masks of each target's image (with M masks per image)
                 level_masks=targets.repeat_interleave(M, dim=0) if cfg.iou_target != "target" else None,
                 level_weight={"mixed": 0.5, "expected": None}.get(cfg.iou_target, 1.0),
-                mask_target=cfg.mask_target,
+                mask_target=cfg.mask_target, first_click=cfg.first_click,
             )
             optimizer.zero_grad(set_to_none=True)
             episode["loss"].backward()
