@@ -956,3 +956,27 @@ def test_interior_first_clicks_fall_in_the_masks_core_and_a_bad_choice_is_refuse
     with pytest.raises(ValueError, match="first_click: expected one of"):
         train(_cfg(tmp_path / "x", steps=1, first_click="centre"), resume=False, progress=False)
     train(_cfg(tmp_path / "ok", steps=1, first_click="interior", rounds=1, masks_per_image=2), resume=False, progress=False)
+
+
+def test_click_placement_scores_uniform_and_centre_clicks_of_every_mask():
+    """benchmarks/click_placement.py: a predictor that answers every click with the image's first
+    mask (and a blank) is perfect on that mask and scores 0 on the others, at every click; the
+    counts are masks x clicks per mask, and masks x 1 at the centre."""
+    from conftest import load_benchmark
+
+    bench = load_benchmark("click_placement")
+    masks = np.zeros((2, 32, 32), bool)
+    masks[0, 2:12, 2:12] = True
+    masks[1, 20:30, 20:30] = True
+
+    class FirstMask:
+        def set_image(self, image):
+            pass
+
+        def predict(self, point_coords, point_labels, multimask_output=True):
+            answer = np.stack([masks[0], np.zeros((32, 32), bool), np.zeros((32, 32), bool)])
+            return answer, np.array([0.1, 0.9, 0.5]), answer.astype(np.float32)
+
+    result = bench.one_click_scores(FirstMask(), [{"image": np.zeros((32, 32, 3), np.uint8), "masks": masks}], 4)
+    assert result["uniform"] == {"oracle": 0.5, "pick": 0.0, "clicks": 8}  # the pick is the blank (score 0.9)
+    assert result["centre"] == {"oracle": 0.5, "pick": 0.0, "clicks": 2}
