@@ -958,6 +958,37 @@ def test_interior_first_clicks_fall_in_the_masks_core_and_a_bad_choice_is_refuse
     train(_cfg(tmp_path / "ok", steps=1, first_click="interior", rounds=1, masks_per_image=2), resume=False, progress=False)
 
 
+def test_mixed_first_clicks_draw_some_in_the_core_and_some_near_the_edge(monkeypatch):
+    """first_click="mixed": a coin per mask picks the core sampler or the uniform one, so over a
+    batch of identical masks both kinds of first click appear; "interior" gives only core ones."""
+    from sam_lab.training import clicks
+
+    torch.manual_seed(0)
+    model = build_sam("tiny")
+    gt = torch.zeros(16, 256, 256, dtype=torch.bool)
+    gt[:, 40:200, 40:200] = True  # 160 px wide, farthest pixels 80 px in: the core is columns 79-160
+    with torch.no_grad():
+        embeddings = model.image_encoder(model.preprocess(torch.rand(1, 3, 256, 256) * 255)).expand(16, -1, -1, -1)
+    seen = {}
+    original = model.decode
+    for kind in ("interior", "mixed"):
+        firsts = []
+
+        def spy(emb, coords, *a, **kw):
+            if coords is not None and coords.shape[1] == 1:
+                firsts.append(coords[:, 0].clone())
+            return original(emb, coords, *a, **kw)
+
+        monkeypatch.setattr(model, "decode", spy)
+        with torch.no_grad():
+            clicks.simulate_training_episode(model, embeddings, gt, np.random.default_rng(1), num_rounds=1,
+                                             use_box=False, first_click=kind)
+        monkeypatch.setattr(model, "decode", original)
+        x = firsts[0][:, 0].numpy()
+        seen[kind] = ((x >= 79) & (x <= 160)).mean()  # share with x in the core's columns (>= 40 px from the edge)
+    assert seen["interior"] == 1.0 and 0.4 < seen["mixed"] < 1.0
+
+
 def test_click_placement_scores_uniform_and_centre_clicks_of_every_mask():
     """benchmarks/click_placement.py: a predictor that answers every click with the image's first
     mask (and a blank) is perfect on that mask and scores 0 on the others, at every click; the

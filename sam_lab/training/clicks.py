@@ -46,7 +46,7 @@ def sample_point_in(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.array([xs[i], ys[i]], dtype=np.float64)
 
 
-FIRST_CLICKS = ("uniform", "interior")
+FIRST_CLICKS = ("uniform", "interior", "mixed")
 
 
 def sample_interior_point(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -212,7 +212,8 @@ def simulate_training_episode(
     (bilinear, as the predictor does) to the input size against the full-size target, with the
     IoU head's target measured there too.
     ``first_click`` says where a first point prompt is drawn: ``"uniform"`` anywhere in the mask
-    (the paper), ``"interior"`` in its core (:func:`sample_interior_point`).
+    (the paper), ``"interior"`` in its core (:func:`sample_interior_point`), ``"mixed"`` one or the
+    other by a fair coin per mask.
     Returns ``loss`` (scalar, over the rounds with gradient), ``miou_first`` (IoU of the best first-round mask) and
     ``miou_last`` (IoU after the last round).
     """
@@ -227,8 +228,12 @@ def simulate_training_episode(
     else:
         if first_click not in FIRST_CLICKS:
             raise ValueError(f"first_click: expected one of {FIRST_CLICKS}, got {first_click!r}")
-        sampler = sample_point_in if first_click == "uniform" else sample_interior_point
-        coords = torch.as_tensor(np.stack([sampler(m, rng) for m in gt_np])[:, None], dtype=torch.float, device=device)
+        if first_click == "mixed":  # a fair coin per mask: its core, or anywhere in it
+            points = [(sample_interior_point if rng.random() < 0.5 else sample_point_in)(m, rng) for m in gt_np]
+        else:
+            sampler = sample_point_in if first_click == "uniform" else sample_interior_point
+            points = [sampler(m, rng) for m in gt_np]
+        coords = torch.as_tensor(np.stack(points)[:, None], dtype=torch.float, device=device)
         labels = torch.ones(B, 1, dtype=torch.int, device=device)
     mask_inputs = None
     if mask_target not in MASK_TARGETS:

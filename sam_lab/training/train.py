@@ -78,7 +78,7 @@ class TrainConfig:
     decoder_init: str = "default"  # "tied_qk": each decoder attention starts with keys = queries (see tie_query_key)
     train_only: str = "all"  # "iou_head": only the IoU prediction head learns (calibrating a trained model, with --init)
     iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click; "mixed": the mean of that and the target's IoU; "expected": the target's IoU averaged over which containing mask the click was drawn for (odds 1/area; the same optimum, less noise)
-    first_click: str = "uniform"  # where a first point prompt is drawn: "uniform" in the mask (the paper), "interior" in its core
+    first_click: str = "uniform"  # where a first point prompt is drawn: "uniform" in the mask (the paper), "interior" in its core, "mixed" either by a coin per mask
     mask_target: str = "binary"  # what the mask loss compares with: "binary" low-res target, "soft" low-res coverage, "full" the full-size target (see simulate_training_episode)
 
 
