@@ -89,6 +89,16 @@ IOU_TARGETS = ("target", "any_level", "mixed", "expected")
 MASK_TARGETS = ("binary", "soft", "full")
 
 
+def _levels_at_click(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor):
+    """(B, L) which of the levels contain each click, and (B, K, L) each mask's IoU with each level."""
+    B, L, h, w = levels.shape
+    x = clicks[:, 0].long().clamp(0, w - 1)
+    y = clicks[:, 1].long().clamp(0, h - 1)
+    contains = levels[torch.arange(B, device=levels.device), :, y, x]
+    iou = torch.stack([pairwise_mask_iou(masks > 0, lv) for masks, lv in zip(logits, levels)])
+    return contains, iou
+
+
 def level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor) -> torch.Tensor:
     """For a one-click prompt: each predicted mask's IoU with the object, among those of the
     image that contain the click, that it matches best.
@@ -97,11 +107,7 @@ def level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch.Tensor) 
     (the target among them); clicks (B, 2) (x, y) in those pixels. Returns (B, K). A click on a
     part inside a whole is ambiguous: the whole and the part are both right answers, and this
     is the score that does not punish the token for giving the one the target did not happen to be."""
-    B, L, h, w = levels.shape
-    x = clicks[:, 0].long().clamp(0, w - 1)
-    y = clicks[:, 1].long().clamp(0, h - 1)
-    contains = levels[torch.arange(B, device=levels.device), :, y, x]  # (B, L)
-    iou = torch.stack([pairwise_mask_iou(masks > 0, lv) for masks, lv in zip(logits, levels)])  # (B, K, L)
+    contains, iou = _levels_at_click(logits, levels, clicks)
     return iou.masked_fill(~contains[:, None, :], 0.0).max(dim=-1).values
 
 
@@ -116,17 +122,14 @@ def expected_level_iou(logits: torch.Tensor, levels: torch.Tensor, clicks: torch
     logits (B, K, h, w) low-res; levels (B, L, h, w) bool, the drawn masks of each target's image
     at the same size (repeats allowed: a mask counts once); clicks (B, 2) (x, y) in those pixels.
     Returns (B, K)."""
-    B, L, h, w = levels.shape
-    x = clicks[:, 0].long().clamp(0, w - 1)
-    y = clicks[:, 1].long().clamp(0, h - 1)
-    contains = levels[torch.arange(B, device=levels.device), :, y, x]  # (B, L)
+    L = levels.shape[1]
+    contains, iou = _levels_at_click(logits, levels, clicks)
     flat = levels.flatten(2)
     same = (flat[:, :, None] == flat[:, None, :]).all(-1)  # (B, L, L): mask l equals mask l'
     repeat = (same & torch.ones(L, L, dtype=torch.bool, device=levels.device).tril(-1)).any(-1)  # equals an earlier one
     area = flat.sum(-1).clamp(min=1).float()
     weight = torch.where(contains & ~repeat, 1.0 / area, torch.zeros_like(area))
     weight = weight / weight.sum(-1, keepdim=True).clamp(min=1e-12)
-    iou = torch.stack([pairwise_mask_iou(masks > 0, lv) for masks, lv in zip(logits, levels)])  # (B, K, L)
     return (iou * weight[:, None, :]).sum(-1)
 
 
