@@ -8,8 +8,14 @@ Windowed attention (ViTDet, Li et al., 2022) splits the 64x64 token grid into 14
 64 is not a multiple of 14, so the grid is zero-padded to 70x70 (5x5 windows) first, and the
 padding is cut away again afterwards.
 
+A convolutional stem ("Early convolutions help transformers see better", Xiao et al., 2021)
+replaces the one large-stride patch projection with a few 3x3 stride-2 convolutions: the same
+token grid, reached one halving at a time. It is not SAM's stem (Meta's checkpoints have a
+patch projection); sam_lab offers it as a swappable ``patch_embed`` for training experiments.
+
 Shapes
     PatchEmbed:          (B, 3, 1024, 1024) -> (B, 64, 64, D)     channels last
+    ConvStem:            (B, 3, 1024, 1024) -> (B, 64, 64, D)     channels last, same grid
     window_partition:    (B, H, W, C) -> (B * nWindows, w, w, C), plus the padded (Hp, Wp)
     window_unpartition:  (B * nWindows, w, w, C) -> (B, H, W, C)
 """
@@ -20,6 +26,8 @@ from typing import Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .layers import LayerNorm2d
 
 
 class PatchEmbed(nn.Module):
@@ -40,6 +48,40 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)  # (B, D, H/16, W/16)
         return x.permute(0, 2, 3, 1)  # (B, H/16, W/16, D): the ViT works channels-last
+
+
+class ConvStem(nn.Module):
+    """log2(patch) stride-2 3x3 convolutions, each followed by a per-pixel LayerNorm and GELU, then
+    a 1x1 convolution: the token grid of a ``patch``-sized PatchEmbed, reached by halving the
+    image one step at a time. Channels double at each step and reach ``embed_dim`` at the last
+    (patch 16, D 96: 3 -> 12 -> 24 -> 48 -> 96). Takes PatchEmbed's arguments so it swaps in as
+    ``build_sam(config, patch_embed=ConvStem)``; the patch must be a square power of two."""
+
+    def __init__(
+        self,
+        kernel_size: Tuple[int, int] = (16, 16),
+        stride: Tuple[int, int] = (16, 16),
+        padding: Tuple[int, int] = (0, 0),
+        in_chans: int = 3,
+        embed_dim: int = 768,
+    ) -> None:
+        super().__init__()
+        patch = stride[0]
+        steps = patch.bit_length() - 1
+        if tuple(kernel_size) != tuple(stride) or stride[0] != stride[1] or patch != 2**steps or steps < 1:
+            raise ValueError(f"stride: expected a square power-of-two patch equal to kernel_size, got {tuple(stride)} / {tuple(kernel_size)}")
+        if embed_dim % 2 ** (steps - 1):
+            raise ValueError(f"embed_dim: expected a multiple of {2 ** (steps - 1)} for patch {patch}, got {embed_dim}")
+        layers, channels = [], in_chans
+        for i in range(steps):
+            width = embed_dim // 2 ** (steps - 1 - i)  # doubles each step, embed_dim at the last
+            layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1), LayerNorm2d(width), nn.GELU()]
+            channels = width
+        layers.append(nn.Conv2d(channels, embed_dim, 1))
+        self.proj = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)  # (B, H/patch, W/patch, D)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> Tuple[torch.Tensor, Tuple[int, int]]:

@@ -186,6 +186,7 @@ def simulate_training_episode(
     level_weight: Optional[float] = 1.0,
     mask_target: str = "binary",
     first_click: str = "uniform",
+    stop_after_graded: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """Run the 11-round simulation for a batch and return the averaged loss.
 
@@ -217,6 +218,10 @@ def simulate_training_episode(
     ``first_click`` says where a first point prompt is drawn: ``"uniform"`` anywhere in the mask
     (the paper), ``"interior"`` in its core (:func:`sample_interior_point`), ``"mixed"`` one or the
     other by a fair coin per mask.
+    ``stop_after_graded`` ends the episode after the last round whose loss is backpropagated: the
+    rounds after it only place clicks nobody learns from, so the gradient is the same and the step
+    cheaper (with ``"first_random"`` 6.5 rounds run on average instead of 11); ``miou_last`` is
+    then the IoU after the last round that ran.
     Returns ``loss`` (scalar, over the rounds with gradient), ``miou_first`` (IoU of the best first-round mask) and
     ``miou_last`` (IoU after the last round).
     """
@@ -252,6 +257,8 @@ def simulate_training_episode(
     previous = None  # the last round's thresholded mask, (B, S, S); round 1 has none
     plan = [None] + round_plan(rng, num_rounds, num_points)
     graded = graded_rounds(grad_rounds, len(plan), rng)
+    if stop_after_graded:
+        plan = plan[: max(graded) + 1]
     for round_index, add_point in enumerate(plan):
         if add_point:
             new_coords, new_labels = [], []
@@ -292,4 +299,4 @@ def simulate_training_episode(
         if round_index == 0:
             first_iou = out["iou_true"].max(dim=1).values.mean()
         last_iou = out["iou_true"][pick, best].mean()
-    return {"loss": torch.stack(losses).mean(), "miou_first": first_iou, "miou_last": last_iou}
+    return {"loss": torch.stack(losses).mean(), "miou_first": first_iou, "miou_last": last_iou, "rounds_run": len(plan)}

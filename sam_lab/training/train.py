@@ -80,6 +80,10 @@ class TrainConfig:
     iou_target: str = "target"  # "any_level": after one click the IoU head learns the IoU with the best-matching mask of the image that contains the click; "mixed": the mean of that and the target's IoU; "expected": the target's IoU averaged over which containing mask the click was drawn for (odds 1/area; the same optimum, less noise)
     first_click: str = "uniform"  # where a first point prompt is drawn: "uniform" in the mask (the paper), "interior" in its core, "mixed" either by a coin per mask
     mask_target: str = "binary"  # what the mask loss compares with: "binary" low-res target, "soft" low-res coverage, "full" the full-size target (see simulate_training_episode)
+    skip_ungraded_tail: bool = True  # end each episode after its last backpropagated round (same gradient, fewer rounds; see simulate_training_episode)
+    fresh_data: bool = False  # synthetic data only: every step draws new images instead of reusing num_images prepared ones
+    mask_prior: float = 0.0  # > 0: the mask logits start near log(p / (1 - p)) for this foreground share p (see init_mask_prior)
+    stem: str = "patch"  # the image encoder's stem: "patch" (SAM's patch projection) or "conv" (modeling.patching.ConvStem; not SAM's)
 
 
 # ----------------------------------------------------------------------------- data
@@ -117,16 +121,20 @@ class TrainingData:
         without replacement while an image has enough masks: (B, M, S, S). ``augment`` applies
         :func:`augment_item` to each image and its masks first (masks it empties are not drawn)."""
         picks = rng.integers(0, len(self.images), size=batch_size)
-        images, targets = [], []
-        for i in picks:
-            image, masks = self.images[i], self.masks[i]
-            if augment:
-                image, masks = augment_item(image, masks, rng)
-            count = len(masks)
-            chosen = rng.choice(count, size=masks_per_image, replace=count < masks_per_image)
-            images.append(image)
-            targets.append(masks[chosen])
-        return torch.as_tensor(np.stack(images)).permute(0, 3, 1, 2).float(), torch.as_tensor(np.stack(targets))
+        return assemble_batch([(self.images[i], self.masks[i]) for i in picks], rng, masks_per_image, augment)
+
+
+def assemble_batch(items, rng: np.random.Generator, masks_per_image: int, augment: bool):
+    """Stack (image, masks) pairs into a batch (see :meth:`TrainingData.batch`)."""
+    images, targets = [], []
+    for image, masks in items:
+        if augment:
+            image, masks = augment_item(image, masks, rng)
+        count = len(masks)
+        chosen = rng.choice(count, size=masks_per_image, replace=count < masks_per_image)
+        images.append(image)
+        targets.append(masks[chosen])
+    return torch.as_tensor(np.stack(images)).permute(0, 3, 1, 2).float(), torch.as_tensor(np.stack(targets))
 
 
 #: the smallest mask (pixels) an augmentation may leave; smaller ones are dropped as targets
@@ -167,6 +175,26 @@ def augment_item(image: np.ndarray, masks: np.ndarray, rng: np.random.Generator)
     return np.clip(pixels, 0, 255).astype(np.uint8), np.ascontiguousarray(out_masks[keep])
 
 
+class FreshSyntheticData:
+    """Synthetic training data drawn anew at every step: each image is item ``i`` of an endless
+    :class:`~sam_lab.training.data.SyntheticShapes` with ``i`` drawn from the step's generator, so a
+    run never sees an image twice and a resumed run draws the same images as one that never
+    stopped. Same ``batch`` as :class:`TrainingData`; costs ~20 ms per image on one core."""
+
+    def __init__(self, seed: int, img_size: int) -> None:
+        from .data import SyntheticShapes
+
+        self.source = SyntheticShapes(2**62, seed=seed, image_size=img_size)
+
+    def batch(self, rng: np.random.Generator, batch_size: int, masks_per_image: int = 1, augment: bool = False):
+        items = []
+        while len(items) < batch_size:
+            item = self.source[int(rng.integers(len(self.source)))]
+            if len(item["masks"]):
+                items.append((item["image"], item["masks"]))
+        return assemble_batch(items, rng, masks_per_image, augment)
+
+
 def make_dataset(spec: str, num_images: int, seed: int, img_size: int):
     if spec == "synthetic":
         from .data import SyntheticShapes
@@ -203,6 +231,44 @@ def tie_query_key(model) -> int:
             module.k_proj.bias.copy_(module.q_proj.bias)
             count += 1
     return count
+
+
+@torch.no_grad()
+def init_mask_prior(model, prior: float) -> float:
+    """Start the mask logits near ``log(prior / (1 - prior))`` everywhere, the focal-loss paper's
+    output-bias initialisation (Lin et al., 2017, §4.1) written into SAM's decoder, which has no
+    bias on its masks: each mask is the dot product of a hypernetwork's output with the upscaled
+    image features. The last upscaling layer's channel 0 is made a constant (weights 0, bias 3:
+    GELU(3) ~ 3) and each hypernetwork's output for channel 0 a constant (weights 0, bias
+    logit / GELU(3)), so the channel adds the logit to every pixel until training changes it.
+    Returns that logit. All these weights stay free to train."""
+    if not 0 < prior < 1:
+        raise ValueError(f"prior: expected a foreground share in (0, 1), got {prior!r}")
+    logit = float(np.log(prior / (1 - prior)))
+    decoder = model.mask_decoder
+    last = [m for m in decoder.output_upscaling if isinstance(m, torch.nn.ConvTranspose2d)][-1]
+    last.weight[:, 0].zero_()  # ConvTranspose2d weight: (in, out, k, k)
+    last.bias[0] = 3.0
+    constant = float(F.gelu(torch.tensor(3.0)))
+    for mlp in decoder.output_hypernetworks_mlps:
+        mlp.layers[-1].weight[0].zero_()
+        mlp.layers[-1].bias[0] = logit / constant
+    return logit
+
+
+STEMS = ("patch", "conv")
+
+
+def build_model(cfg: TrainConfig):
+    """The model a TrainConfig trains: its config and overrides, with the stem it names."""
+    if cfg.stem not in STEMS:
+        raise ValueError(f"stem: expected one of {STEMS}, got {cfg.stem!r}")
+    stages = {}
+    if cfg.stem == "conv":
+        from ..modeling.patching import ConvStem
+
+        stages["patch_embed"] = ConvStem
+    return build_sam(override_config(cfg.config, cfg.config_overrides), **stages)
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -259,18 +325,24 @@ def train(
         raise ValueError(f"mask_target: expected one of {MASK_TARGETS}, got {cfg.mask_target!r}")
     if cfg.decoder_init not in DECODER_INITS:
         raise ValueError(f"decoder_init: expected one of {DECODER_INITS}, got {cfg.decoder_init!r}")
+    if not 0 <= cfg.mask_prior < 1:
+        raise ValueError(f"mask_prior: expected 0 (off) or a foreground share in (0, 1), got {cfg.mask_prior!r}")
+    if cfg.fresh_data and cfg.data != "synthetic":
+        raise ValueError(f"fresh_data: draws new synthetic images each step; expected data 'synthetic', got {cfg.data!r}")
     torch.set_num_threads(cfg.threads)
     rank, world = _distributed()
     device = torch.device(cfg.device)
     out = Path(cfg.out)
     torch.manual_seed(cfg.seed)
-    model = build_sam(override_config(cfg.config, cfg.config_overrides))
+    model = build_model(cfg)
     if cfg.init:
         load_checkpoint(model, cfg.init)
     if cfg.init_encoder:
         load_checkpoint(model.image_encoder, cfg.init_encoder)  # strict keys, encoder only
     if cfg.decoder_init == "tied_qk" and not cfg.init:
         tie_query_key(model)
+    if cfg.mask_prior and not cfg.init:
+        init_mask_prior(model, cfg.mask_prior)
     model.to(device).train()
     if world > 1:  # every replica starts from rank 0's weights
         for tensor in model.state_dict().values():
@@ -293,11 +365,14 @@ def train(
     history: List[Dict] = []
     if resume and (out / "history.json").exists():  # the curve so far, cut at the resumed step
         history = [r for r in json.loads((out / "history.json").read_text()) if r["step"] <= step]
-    data = TrainingData(
-        make_dataset(cfg.data, cfg.num_images, cfg.seed, model.image_encoder.img_size),
-        model.image_encoder.img_size,
-        progress=progress and rank == 0,
-    )
+    if cfg.fresh_data:
+        data = FreshSyntheticData(cfg.seed, model.image_encoder.img_size)
+    else:
+        data = TrainingData(
+            make_dataset(cfg.data, cfg.num_images, cfg.seed, model.image_encoder.img_size),
+            model.image_encoder.img_size,
+            progress=progress and rank == 0,
+        )
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(total=cfg.steps, initial=step, desc="training", disable=not progress or rank != 0)
     started = time.time()
@@ -322,7 +397,7 @@ def train(
                 # the other drawn masks of each target's image (with M masks per image)
                 level_masks=targets.repeat_interleave(M, dim=0) if cfg.iou_target != "target" else None,
                 level_weight={"mixed": 0.5, "expected": None}.get(cfg.iou_target, 1.0),
-                mask_target=cfg.mask_target, first_click=cfg.first_click,
+                mask_target=cfg.mask_target, first_click=cfg.first_click, stop_after_graded=cfg.skip_ungraded_tail,
             )
             optimizer.zero_grad(set_to_none=True)
             episode["loss"].backward()
@@ -365,8 +440,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, value in asdict(defaults).items():
         flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, action="store_true", default=value)
+        if isinstance(value, bool):  # a flag on by default is turned off by --no-NAME
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction if value else "store_true", default=value)
         elif isinstance(value, list):
             parser.add_argument(flag, type=float, nargs="+", default=value)
         else:
