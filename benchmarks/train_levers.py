@@ -72,6 +72,12 @@ LEVERS = {
     "r1_patch8_masks16": {**R1_RECIPE, "masks_per_image": 16, "config_overrides": "image_encoder.patch_size=8"},
     "r1_depth8_masks16": {**R1_RECIPE, "masks_per_image": 16,
                           "config_overrides": "image_encoder.depth=8, image_encoder.global_attn_indexes=(1, 3, 5, 7)"},
+    # the levers not measured before 2026-12-06, on the same first stage, 8 minutes
+    "r1_fresh_data": {**R1_RECIPE, "fresh_data": True},  # new images every step, no fixed 600-image set
+    "r1_mask_prior": {**R1_RECIPE, "mask_prior": 0.05},  # output-bias init: logits start at log(0.05 / 0.95)
+    "r1_conv_stem": {**R1_RECIPE, "stem": "conv"},  # 3x3 stride-2 convolutions instead of the patch projection
+    "r1_conv_stem_fresh_data": {**R1_RECIPE, "stem": "conv", "fresh_data": True},  # the two that helped, combined
+    "r1_recipe_seed1": {**R1_RECIPE, "seed": 1},  # the control from another seed (init and images): run-to-run noise
 }
 
 
