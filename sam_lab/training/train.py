@@ -177,9 +177,9 @@ def augment_item(image: np.ndarray, masks: np.ndarray, rng: np.random.Generator)
 
 class FreshSyntheticData:
     """Synthetic training data drawn anew at every step: each image is item ``i`` of an endless
-    :class:`~sam_lab.training.data.SyntheticShapes` with ``i`` drawn from the step's generator, so a
-    run never sees an image twice and a resumed run draws the same images as one that never
-    stopped. Same ``batch`` as :class:`TrainingData`; costs ~20 ms per image on one core."""
+    :class:`~sam_lab.training.data.SyntheticShapes` with ``i`` drawn from the step's generator (out
+    of 2**62, so a run all but never sees an image twice), and a resumed run draws the same images
+    as one that never stopped. Same ``batch`` as :class:`TrainingData`; costs ~20 ms per image on one core."""
 
     def __init__(self, seed: int, img_size: int) -> None:
         from .data import SyntheticShapes
