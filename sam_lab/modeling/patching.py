@@ -55,7 +55,9 @@ class ConvStem(nn.Module):
     a 1x1 convolution: the token grid of a ``patch``-sized PatchEmbed, reached by halving the
     image one step at a time. Channels double at each step and reach ``embed_dim`` at the last
     (patch 16, D 96: 3 -> 12 -> 24 -> 48 -> 96). Takes PatchEmbed's arguments so it swaps in as
-    ``build_sam(config, patch_embed=ConvStem)``; the patch must be a square power of two."""
+    ``build_sam(config, patch_embed=ConvStem)`` (the same signature on purpose; ``padding`` is
+    accepted for that and unused: each 3x3 convolution pads by 1). The patch must be a square
+    power of two."""
 
     def __init__(
         self,
