@@ -11,7 +11,7 @@ uniformly inside each mask (as training draws them; seed 0 for the draws) of ``-
 images of seed 10000, and reports per model the one-click oracle (the best of the three
 candidates) and the pick (the candidate with the highest predicted IoU), next to the same two at
 the centre click. A training change that lifts the centre numbers and lowers these has learnt
-where the evaluation clicks, not to segment. Models at tiny's grid (patch 8); 2 threads unless
+where the evaluation clicks, not to segment. Any shipped-size model file (tiny, tiny16, tiny_conv); 2 threads unless
 ``--threads`` says otherwise; ``--out`` is written atomically.
 """
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sam_lab import SamPredictor, build_sam
+from sam_lab import SamPredictor, load_model
 from sam_lab.evaluation import farthest_from_boundary
 from sam_lab.inference.masks import mask_iou
 from sam_lab.training.data import SyntheticShapes
-from sam_lab.weights import load_checkpoint, write_atomically
+from sam_lab.weights import write_atomically
 
 
 @torch.no_grad()
@@ -66,7 +66,7 @@ def main() -> None:
     dataset = SyntheticShapes(args.images, seed=10_000)
     result = {"images": args.images, "clicks_per_mask": args.clicks, "models": {}}
     for path in args.weights:
-        model = load_checkpoint(build_sam("tiny"), path).eval()
+        model = load_model(path)  # the file's stem and grid pick the config: tiny, tiny16 or tiny_conv
         result["models"][path] = one_click_scores(SamPredictor(model), dataset, args.clicks)
         r = result["models"][path]
         print(f"{path}: uniform clicks oracle {r['uniform']['oracle']:.3f} pick {r['uniform']['pick']:.3f} | "

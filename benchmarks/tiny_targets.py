@@ -269,7 +269,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", default=None, help="a tiny checkpoint (default: the shipped weights)")
     parser.add_argument("--images", type=int, default=100, help="unseen synthetic images (seed 10000)")
-    parser.add_argument("--config", default="tiny", help="the config --weights were trained at (tiny16: the patch-16 grid)")
+    parser.add_argument("--config", default="tiny", help="the config --weights were trained at (tiny16: the patch-16 grid; tiny_conv: tiny16 with the conv stem)")
     parser.add_argument("--config-overrides", default="", help="the run's --config-overrides, for --weights of another size")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=None, help="write the numbers to this JSON file")

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-from .config import STAGE_PARENTS, SamConfig, describe_stages, get_config, stage_kwargs
+from .config import STAGE_PARENTS, STEMS, SamConfig, describe_stages, get_config, stage_kwargs
 from .modeling.image_encoder import Block, ImageEncoder, Neck
 from .modeling.layers import make_stage
 from .modeling.mask_decoder import MaskDecoder
-from .modeling.patching import PatchEmbed
+from .modeling.patching import ConvStem, PatchEmbed
 from .modeling.positional_encoding import PositionEmbeddingRandom
 from .modeling.prompt_encoder import PromptEncoder
 from .modeling.sam import Sam
@@ -74,6 +74,10 @@ __FUNCTABLE__
             "mask_decoder.transformer_dim must be equal, got "
             f"{enc.out_chans}, {pe.embed_dim}, {dec.transformer_dim}"
         )
+    if enc.stem not in STEMS:
+        raise ValueError(f"config: image_encoder.stem must be one of {STEMS}, got {enc.stem!r}")
+    if enc.stem == "conv" and "patch_embed" not in stages:
+        stages = {**stages, "patch_embed": ConvStem}  # tiny_conv's stem (not SAM's)
     kwargs = stage_kwargs(cfg)
 
     def make(stage: str, **extra):

@@ -37,6 +37,7 @@ class ImageEncoderConfig:
     use_rel_pos: bool = True  # decomposed relative position bias inside attention
     window_size: int = 14  # side of the local attention windows (0 = global everywhere)
     global_attn_indexes: Tuple[int, ...] = (2, 5, 8, 11)  # blocks that attend globally
+    stem: str = "patch"  # "patch": SAM's patch projection; "conv": modeling.patching.ConvStem (tiny_conv only, not SAM's)
 
     @property
     def grid_size(self) -> int:
@@ -125,11 +126,19 @@ TINY16 = SamConfig(
 )
 TINY = replace(TINY16, name="tiny", image_encoder=replace(TINY16.image_encoder, patch_size=8, window_size=16))
 
-CONFIGS = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H, "tiny": TINY, "tiny16": TINY16}
+# An extra model that is not SAM's architecture: TINY16 with its patch projection replaced by
+# 3x3 stride-2 convolutions (modeling.patching.ConvStem, after Xiao et al. 2021). At equal
+# training time it segments better than the patch projection (the README's card for tiny_conv);
+# lessons 01-06 swap their stages into TINY, which stays SAM's.
+TINY_CONV = replace(TINY16, name="tiny_conv", image_encoder=replace(TINY16.image_encoder, stem="conv"))
+STEMS = ("patch", "conv")
+
+CONFIGS = {"vit_b": VIT_B, "vit_l": VIT_L, "vit_h": VIT_H, "tiny": TINY, "tiny16": TINY16, "tiny_conv": TINY_CONV}
 
 
 def get_config(name_or_config) -> SamConfig:
-    """Look a config up by name ("vit_b", "vit_l", "vit_h", "default" = vit_h, "tiny", "tiny16")."""
+    """Look a config up by name ("vit_b", "vit_l", "vit_h", "default" = vit_h, "tiny", "tiny16",
+    "tiny_conv")."""
     if isinstance(name_or_config, SamConfig):
         return name_or_config
     if not isinstance(name_or_config, str):

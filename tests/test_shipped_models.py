@@ -19,7 +19,7 @@ from sam_lab.weights.pretrained import ABLATION, SHIPPED, WEIGHTS_DIR
 
 torch.set_num_threads(2)
 
-FLOORS = {"tiny": 0.45, "tiny16": 0.45, "multimask": 0.50, "single_output": 0.30}
+FLOORS = {"tiny": 0.45, "tiny16": 0.45, "tiny_conv": 0.45, "multimask": 0.50, "single_output": 0.30}
 #: TrainConfig fields added after the shipped coarse runs were made; the recipe records, written
 #: from those runs' checkpoints, lack them, and their defaults do exactly what the runs did
 ADDED_SINCE = {"config_overrides": "", "iou_weight": 1.0, "iou_target": "target", "mask_target": "binary",
@@ -54,7 +54,7 @@ def test_every_shipped_weight_file_is_covered():
     assert shipped == {p.name for p in SHIPPED.values()} | {p.name for p in ABLATION.values()}
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny16"])
+@pytest.mark.parametrize("name", ["tiny", "tiny16", "tiny_conv"])
 def test_shipped_tiny_segments_an_unseen_object_from_one_click(unseen, name):
     assert one_click_oracle_miou(sam_lab.load_model(name), unseen) > FLOORS[name]
 
@@ -99,11 +99,36 @@ def test_the_recipe_module_is_the_recipe_the_shipped_weights_were_trained_with()
     assert [r["step"] for r in history] == list(range(1, recipe.stage_boundaries()["fine"] + 1))
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny16"])
+@pytest.mark.parametrize("name", ["tiny", "tiny16", "tiny_conv"])
 def test_shipped_models_load_at_their_own_grid(name):
     model = sam_lab.load_model(name)
     grid = sam_lab.get_config(name).image_encoder.grid_size
     assert model.image_encoder.pos_embed.shape[1:3] == (grid, grid) and (name == "tiny") == (grid == 32)
+    # the file alone says which model it holds: its stem and its grid
+    assert sam_lab.load_model(SHIPPED[name]).config.name == name
+
+
+def test_the_tiny_conv_recipe_is_the_one_its_shipped_weights_were_trained_with():
+    """sam_lab/weights/tiny_conv_recipe.json holds the TrainConfig the shipped tiny_conv run's
+    checkpoint recorded; the recipe module's stage is that config (apart from where it wrote), and
+    the model card gives the command."""
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from sam_lab.modeling.patching import ConvStem
+    from sam_lab.training import recipe
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| tiny_conv command |"))
+    assert "`python -m sam_lab.training.recipe --recipe tiny_conv --out runs/tiny_conv`" in row
+    record = json.loads((WEIGHTS_DIR / "tiny_conv_recipe.json").read_text())["stages"]
+    stages = recipe.RECIPES["tiny_conv"]
+    assert [r["name"] for r in record] == [s["name"] for s in stages] == ["train"]
+    ours = {k: v for k, v in asdict(stages[0]["train"]).items() if k not in ("out", "init")}
+    assert ours == {k: v for k, v in record[0]["train"].items() if k not in ("out", "init")}
+    assert isinstance(sam_lab.load_model("tiny_conv").image_encoder.patch_embed, ConvStem)
+    assert SHIPPED["tiny_conv"].stat().st_size < 20 * 2**20
 
 
 def test_the_readme_commands_reproduce_the_ablation_pair():

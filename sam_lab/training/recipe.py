@@ -82,9 +82,23 @@ def ablation_stages(single_output: bool) -> List[Dict]:
     ]
 
 
-#: every recipe by name: the shipped tiny's, and lesson 08's ablation pair
+#: the extra named model ``tiny_conv``: tiny16's 16 x 16 grid reached through a convolutional stem
+#: (modeling.patching.ConvStem, not SAM's patch projection), in one stage. The first 18,000 steps
+#: give each mask its first prompt only at a constant learning rate, the last 15,000 run the
+#: 11-round simulation (``first_random``) with drops at 85 % and 98 % of the run: the shape that
+#: beat the patch projection at 16 + 10 minutes (benchmarks/conv_stem_corrections.py), lengthened.
+TINY_CONV_STAGES: List[Dict] = [
+    {"name": "train", "train": TrainConfig(
+        config="tiny16", stem="conv", steps=33_000, first_prompt_steps=18_000, grad_rounds="first_random",
+        decoder_init="tied_qk", lr=1e-3, warmup=50, milestones=[0.85, 0.98], num_images=3_000,
+        checkpoint_every=250, **_COMMON)},
+]
+
+
+#: every recipe by name: the shipped tiny's, tiny_conv's, and lesson 08's ablation pair
 RECIPES: Dict[str, List[Dict]] = {
     "tiny": STAGES,
+    "tiny_conv": TINY_CONV_STAGES,
     "ablation_multimask": ablation_stages(single_output=False),
     "ablation_single_output": ablation_stages(single_output=True),
 }

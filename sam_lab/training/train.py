@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..build import build_sam
-from ..config import override_config
+from ..config import STEMS, override_config
 from ..inference.transforms import ResizeLongestSide
 from ..modeling.kernels import ATTENTION_KERNELS, attention_kernel
 from ..weights.io import load_checkpoint, save_checkpoint, write_atomically
@@ -256,19 +256,16 @@ def init_mask_prior(model, prior: float) -> float:
     return logit
 
 
-STEMS = ("patch", "conv")
-
-
 def build_model(cfg: TrainConfig):
-    """The model a TrainConfig trains: its config and overrides, with the stem it names."""
+    """The model a TrainConfig trains: its config and overrides, with the stem it names ("conv"
+    puts modeling.patching.ConvStem in any config; "patch" keeps the config's own stem, so
+    config "tiny_conv" is conv either way)."""
     if cfg.stem not in STEMS:
         raise ValueError(f"stem: expected one of {STEMS}, got {cfg.stem!r}")
-    stages = {}
+    config = override_config(cfg.config, cfg.config_overrides)
     if cfg.stem == "conv":
-        from ..modeling.patching import ConvStem
-
-        stages["patch_embed"] = ConvStem
-    return build_sam(override_config(cfg.config, cfg.config_overrides), **stages)
+        config = config.with_image_encoder(stem="conv")
+    return build_sam(config)
 
 
 # ----------------------------------------------------------------------------- schedule

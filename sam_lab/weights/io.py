@@ -48,12 +48,34 @@ _BLOCK_KEY = re.compile(r"image_encoder\.blocks\.(\d+)\.")
 _RELEASED = {(768, 12): "vit_b", (1024, 24): "vit_l", (1280, 32): "vit_h"}
 
 
+# tiny_conv's stem (modeling.patching.ConvStem): a Sequential of 3x3 stride-2 convolutions, each
+# with a LayerNorm2d and a GELU, then a 1x1 convolution to the embed dim
+_CONV_STEM_KEY = re.compile(r"image_encoder\.patch_embed\.proj\.(\d+)\.weight$")
+
+
+def stem_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[Tuple[str, int]]:
+    """("patch", patch size) for SAM's patch projection, ("conv", patch size) for a ConvStem (2 to
+    the number of its 3x3 stride-2 convolutions), or None if there is no image encoder."""
+    if _PATCH_KEY in state_dict:
+        return "patch", int(state_dict[_PATCH_KEY].shape[-1])
+    convs = [key for key in state_dict if _CONV_STEM_KEY.match(key) and state_dict[key].dim() == 4]
+    if not convs:
+        return None
+    return "conv", 2 ** sum(int(state_dict[key].shape[-1]) == 3 for key in convs)
+
+
 def _encoder_size(state_dict: Mapping[str, torch.Tensor]) -> Optional[Tuple[int, int]]:
     """(embed dim, number of blocks) of the image encoder, or None if there is no encoder."""
-    if _PATCH_KEY not in state_dict:
+    stem = stem_of(state_dict)
+    if stem is None:
         return None
+    if stem[0] == "patch":
+        width = int(state_dict[_PATCH_KEY].shape[0])
+    else:  # the stem's last layer, its 1x1 convolution, outputs the embed dim
+        last = max((key for key in state_dict if _CONV_STEM_KEY.match(key)), key=lambda k: int(_CONV_STEM_KEY.match(k).group(1)))
+        width = int(state_dict[last].shape[0])
     blocks = {int(m.group(1)) for key in state_dict if (m := _BLOCK_KEY.match(key))}
-    return int(state_dict[_PATCH_KEY].shape[0]), len(blocks)
+    return width, len(blocks)
 
 
 def _size_text(size: Tuple[int, int]) -> str:

@@ -25,6 +25,7 @@ from .io import (
     CheckpointError,
     _encoder_size,
     identify_variant,
+    stem_of,
     load_checkpoint,
     load_state_dict_checked,
     read_state_dict,
@@ -33,7 +34,9 @@ from .official import find_checkpoint
 
 WEIGHTS_DIR = Path(__file__).parent  # the shipped .safetensors files sit beside this module
 # "tiny16" is the recipe's first two stages at 16 x 16 tokens, before the move to tiny's 32 x 32
-SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors", "tiny16": WEIGHTS_DIR / "tiny16.safetensors"}
+# "tiny_conv" is the extra model with a convolutional stem (not SAM's; the README's card for it)
+SHIPPED = {"tiny": WEIGHTS_DIR / "tiny.safetensors", "tiny16": WEIGHTS_DIR / "tiny16.safetensors",
+           "tiny_conv": WEIGHTS_DIR / "tiny_conv.safetensors"}
 # lesson 08's ablation: two tiny models made by the same recipe at the same budget (coarse at
 # tiny16, regrid, fine at tiny), one with the three ambiguity-aware outputs and min-over-masks,
 # one with a single output token
@@ -79,10 +82,10 @@ def _config_of_file(state_dict, path: Path) -> SamConfig:
             f"nor transformers' {transformers_names.PATCH_EMBED_KEY}"
         ) from None
     size = _encoder_size(state_dict)
-    patch = int(state_dict["image_encoder.patch_embed.proj.weight"].shape[-1])  # tiny and tiny16 differ here only
+    stem, patch = stem_of(state_dict)  # tiny and tiny16 differ in the patch only, tiny16 and tiny_conv in the stem
     for config in CONFIGS.values():
         enc = config.image_encoder
-        if (enc.embed_dim, enc.depth) == size and enc.patch_size == patch:
+        if (enc.embed_dim, enc.depth) == size and (enc.stem, enc.patch_size) == (stem, patch):
             return config
     raise ValueError(
         f"name: {path} holds a SAM of no preset size, {variant}; a file does not say the rest of its "
