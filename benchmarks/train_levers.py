@@ -78,6 +78,7 @@ LEVERS = {
     "r1_conv_stem": {**R1_RECIPE, "stem": "conv"},  # 3x3 stride-2 convolutions instead of the patch projection
     "r1_conv_stem_fresh_data": {**R1_RECIPE, "stem": "conv", "fresh_data": True},  # the two that helped, combined
     "r1_recipe_seed1": {**R1_RECIPE, "seed": 1},  # the control from another seed (init and images): run-to-run noise
+    "r1_conv_stem_seed1": {**R1_RECIPE, "stem": "conv", "seed": 1},  # the conv stem from that seed (2026-12-07)
 }
 
 
