@@ -25,10 +25,10 @@ from .io import (
     CheckpointError,
     _encoder_size,
     identify_variant,
-    stem_of,
     load_checkpoint,
     load_state_dict_checked,
     read_state_dict,
+    stem_of,
 )
 from .official import find_checkpoint
 
