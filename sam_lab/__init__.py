@@ -3,6 +3,7 @@
     import sam_lab
     sam = sam_lab.load_model("tiny")                  # the trained tiny SAM shipped in the package
     sam = sam_lab.load_model("vit_b")                 # Meta's checkpoint, found on disk
+    sam = sam_lab.load_text_model("tiny")             # tiny with a text path: predict(text="red circle")
     predictor = sam_lab.SamPredictor(sam)
 
 The package, in the order imports may point (each layer uses only those above it):
@@ -13,9 +14,10 @@ The package, in the order imports may point (each layer uses only those above it
     build                build_sam, sam_model_registry, STAGES, stage swapping, backends
     inference/           transforms, validation, SamPredictor, mask IoU, RLE (07), AMG (10),
                          ONNX export and OnnxPredictor (12)
-    weights/pretrained   load_model, load_ablation_model
+    weights/pretrained   load_model, load_ablation_model, load_text_model
     evaluation/          NoC, mIoU vs clicks, the ambiguity test (08-09)
-    training/            losses, the 11-round simulation, the training loop, data (08-09)
+    training/            losses, the 11-round simulation, the training loop, data (08-09),
+                         a text path's training (13)
     exercises, viz, widgets   teaching: checkers, plots, clickable widgets
 
 ``import sam_lab`` stays light: ``sam_lab.exercises``, ``sam_lab.viz`` and ``sam_lab.widgets``
@@ -33,7 +35,7 @@ from .inference.transforms import ResizeLongestSide
 from .modeling.kernels import attention_kernel, get_attention_kernel, record_attention, set_attention_kernel
 from .modeling.sam import Sam
 from .weights import download_checkpoint, find_checkpoint, load_checkpoint, save_checkpoint
-from .weights.pretrained import load_ablation_model, load_model
+from .weights.pretrained import load_ablation_model, load_model, load_text_model
 
 __version__ = "0.1.0"
 

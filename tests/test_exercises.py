@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import sam_lab
+from sam_lab.modeling.text_prompt import TextPromptEncoder
 from sam_lab import exercises
 from sam_lab.modeling.attention import Attention
 from sam_lab.modeling.image_encoder import Block, ImageEncoder
@@ -45,6 +46,7 @@ OURS = {
     "mask_decoder": MaskDecoder,
     "stability_score": stability_score,
     "box_nms": box_nms,
+    "text_projection": TextPromptEncoder,
 }
 
 
@@ -372,3 +374,30 @@ def test_a_learner_that_raises_is_reported():
 
     result = fails_with("rel_pos", broken, "yours raised IndexError: index 13 is out of bounds")
     assert result.max_abs_diff is None
+
+
+# ----------------------------------------------------------------------------- lesson 13: the text projection
+
+class _NoStandardisation(TextPromptEncoder):
+    def forward(self, clip_embeddings):
+        return self.proj(clip_embeddings).view(len(clip_embeddings), self.num_tokens, self.embed_dim) + self.type_embed
+
+
+class _NoTypeEmbedding(TextPromptEncoder):
+    def forward(self, clip_embeddings):
+        return super().forward(clip_embeddings) - self.type_embed
+
+
+class _ChannelMajor(TextPromptEncoder):
+    def forward(self, clip_embeddings):
+        x = (clip_embeddings - self.center) / self.scale
+        return self.proj(x).view(len(x), self.embed_dim, self.num_tokens).transpose(1, 2) + self.type_embed
+
+
+@pytest.mark.parametrize("learner, phrase", [
+    (_NoStandardisation, "not standardised"),
+    (_NoTypeEmbedding, "type embedding"),
+    (_ChannelMajor, "wrong order"),
+])
+def test_text_projection_mistakes_are_named(learner, phrase):
+    fails_with("text_projection", learner, phrase)

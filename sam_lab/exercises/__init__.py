@@ -28,6 +28,7 @@ from ..modeling.mask_decoder import MaskDecoder
 from ..modeling.patching import PatchEmbed, window_partition, window_unpartition
 from ..modeling.positional_encoding import PositionEmbeddingRandom, get_rel_pos, resize_absolute_pos_embed
 from ..modeling.prompt_encoder import PromptEncoder
+from ..modeling.text_prompt import TextPromptEncoder
 from ..modeling.two_way_transformer import TwoWayAttentionBlock, TwoWayTransformer
 from . import amg_stages, image_stages, prompt_stages
 from ..inference.amg import box_nms, stability_score
@@ -84,6 +85,10 @@ _STAGES: Dict[str, _Stage] = {
                               amg_stages.stability_cases),
     "box_nms": _Stage("lesson 10: box_nms(boxes, scores, iou_threshold) -> kept indices, highest score first "
                       "(greedy non-maximum suppression, like torchvision.ops.nms)", box_nms, amg_stages.nms_cases),
+    "text_projection": _Stage("lesson 13: a CLIP embedding (B, D) -> text prompt tokens (B, T, C): standardise, "
+                              "MLP, cut into tokens, add the type embedding, like "
+                              "sam_lab.modeling.text_prompt.TextPromptEncoder", TextPromptEncoder,
+                              prompt_stages.text_projection_cases),
 }
 
 #: stage name -> what it checks, in lesson order (sam_lab.STAGES maps names to our classes)

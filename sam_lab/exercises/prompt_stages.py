@@ -174,3 +174,38 @@ def mask_decoder_cases(cfg: SamConfig) -> List[Case]:
                     mistakes=[no_dense] + mistakes, shape_hint=hint)
 
     return [case(True, [first]), case(False, wrong_single)]
+
+
+def text_projection_cases(cfg: SamConfig) -> List[Case]:
+    """Lesson 13: a CLIP embedding (B, D) -> text prompt tokens (B, T, C), like TextPromptEncoder."""
+    C = cfg.prompt_encoder.embed_dim
+    D, T = 32, 3
+    clip = randn(60, 4, D)
+    center, scale = 0.1 * randn(61, D), 0.5 + randn(62, D).abs()
+
+    def run(m, standardise=True):
+        with torch.no_grad():  # the training captions' statistics, which fit_standardisation would set
+            m.center.copy_(center if standardise else torch.zeros(D))
+            m.scale.copy_(scale if standardise else torch.ones(D))
+        return m(clip.clone())
+
+    def token_major(ours, _):
+        x = (clip - center) / scale
+        return ours.proj(x).view(len(x), C, T).transpose(1, 2) + ours.type_embed
+
+    mistakes = [
+        Mistake("the embedding is not standardised with `center` and `scale` before the MLP",
+                lambda ours, _: run(copy_of(ours), standardise=False)),
+        Mistake("the type embedding (`type_embed`) is not added to the tokens",
+                lambda ours, _: run(ours) - ours.type_embed),
+        Mistake("the MLP's output is cut into tokens in the wrong order: view it as (B, T, C), token by token",
+                token_major),
+    ]
+    return [Case(f"4 embeddings of width {D} -> {T} tokens of width {C}", run=run, outputs=("tokens",),
+                 axes=("BNC",), kwargs=dict(clip_dim=D, embed_dim=C, num_tokens=T, hidden_dim=24), mistakes=mistakes)]
+
+
+def copy_of(module):
+    import copy
+
+    return copy.deepcopy(module)

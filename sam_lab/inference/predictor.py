@@ -27,9 +27,11 @@ import numpy as np
 import torch
 
 from ..modeling.mask_decoder import MaskDecoder
+from ..modeling.sam import with_text_tokens
 from .image_state import ImageState
 from .transforms import ResizeLongestSide
-from .validation import check_flag, check_image, check_prompt_batch, check_prompt_set
+from ..modeling.text_prompt import has_text_path
+from .validation import check_flag, check_image, check_prompt_batch, check_prompt_set, check_text, check_texts
 
 
 class SamPredictor(ImageState):
@@ -141,19 +143,26 @@ class SamPredictor(ImageState):
         point_labels: Optional[np.ndarray] = None,
         box: Optional[np.ndarray] = None,
         mask_input: Optional[np.ndarray] = None,
-        multimask_output: bool = True,
+        multimask_output: Optional[bool] = None,
         return_logits: bool = False,
+        text: Optional[str] = None,
     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Masks for one prompt set, in original-image pixels.
 
         point_coords (N, 2) (x, y) pixels and point_labels (N,) with 1 = foreground,
         0 = background; box (4,) x0, y0, x1, y1; mask_input (1, 256, 256) low-res logits from a
         previous call (refinement). ``multimask_output`` returns 3 candidates (whole / part /
-        subpart) instead of 1 — use it for a single ambiguous click.
+        subpart) instead of 1 — use it for a single ambiguous click. ``text`` (a string, e.g.
+        "red circle") is a text prompt, alone or with the others, for a model with a text path
+        (``load_text_model``). ``multimask_output`` defaults to True, or False when ``text`` is
+        given: a caption names one mask.
         Returns masks (C, H, W) bool (or logits with ``return_logits``), IoU scores (C,) and
         low-res logits (C, 256, 256), as numpy arrays.
         """
         self._require_image()
+        text_tokens = None if text is None else self._text_tokens([check_text(text)], "text")
+        if multimask_output is None:
+            multimask_output = text is None
         coords, labels, box, mask_input, multimask_output, return_logits = check_prompt_set(
             point_coords, point_labels, box, mask_input, multimask_output, return_logits, self.original_size, self.low_res_size
         )
@@ -170,7 +179,7 @@ class SamPredictor(ImageState):
             mask_torch = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)[None]
 
         masks, iou_predictions, low_res = self.predict_torch(
-            coords_torch, labels_torch, box_torch, mask_torch, multimask_output, return_logits
+            coords_torch, labels_torch, box_torch, mask_torch, multimask_output, return_logits, text_tokens=text_tokens
         )
         return (
             masks[0].detach().cpu().numpy(),
@@ -184,20 +193,25 @@ class SamPredictor(ImageState):
         point_labels: Optional[np.ndarray] = None,
         boxes: Optional[np.ndarray] = None,
         mask_input: Optional[np.ndarray] = None,
-        multimask_output: bool = True,
+        multimask_output: Optional[bool] = None,
         return_logits: bool = False,
+        texts: Optional[list] = None,
     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Many prompt sets for the one image, in one decoder call; numpy in and out, in original-
         image pixels. Prompt set b is ``point_coords[b]`` (N, 2) with ``point_labels[b]`` (N,),
         ``boxes[b]`` (4,) and ``mask_input[b]`` (1, 256, 256), each optional, all with the same B
-        (every set has the same number of points N). Each set is checked as ``predict`` checks
+        (every set has the same number of points N), and ``texts[b]`` a string (a model with a
+        text path; ``multimask_output`` then defaults to False, as in ``predict``). Each set is checked as ``predict`` checks
         one, and an error names the set. Returns masks (B, C, H, W), scores (B, C) and low-res
         logits (B, C, 256, 256): row b is what ``predict`` returns for set b."""
         self._require_image()
+        text_tokens = None if texts is None else self._text_tokens(check_texts(texts), "texts")
+        if multimask_output is None:
+            multimask_output = texts is None
         multimask_output = check_flag("multimask_output", multimask_output)
         return_logits = check_flag("return_logits", return_logits)
         coords, labels, boxes, mask_input, _ = check_prompt_batch(
-            point_coords, point_labels, boxes, mask_input, self.original_size, self.low_res_size
+            point_coords, point_labels, boxes, mask_input, self.original_size, self.low_res_size, texts
         )
         coords_torch = labels_torch = box_torch = mask_torch = None
         if coords is not None:
@@ -209,7 +223,8 @@ class SamPredictor(ImageState):
                                         dtype=torch.float, device=self.device)
         if mask_input is not None:
             mask_torch = torch.as_tensor(mask_input, dtype=torch.float, device=self.device)
-        masks, scores, low_res = self.predict_torch(coords_torch, labels_torch, box_torch, mask_torch, multimask_output, return_logits)
+        masks, scores, low_res = self.predict_torch(coords_torch, labels_torch, box_torch, mask_torch, multimask_output,
+                                                    return_logits, text_tokens=text_tokens)
         return masks.cpu().numpy(), scores.float().cpu().numpy(), low_res.float().cpu().numpy()
 
     @torch.no_grad()
@@ -221,13 +236,16 @@ class SamPredictor(ImageState):
         mask_input: Optional[torch.Tensor] = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        text_tokens: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batched prompts, already in resized-image pixels (``self.transform.apply_*_torch``).
 
-        point_coords (B, N, 2), point_labels (B, N), boxes (B, 4), mask_input (B, 1, 256, 256).
+        point_coords (B, N, 2), point_labels (B, N), boxes (B, 4), mask_input (B, 1, 256, 256),
+        text_tokens (B, T, C) from the model's text path (``model.text_encoder.embed_texts``).
         Returns masks (B, C, H, W), IoU (B, C) and low-res logits (B, C, 256, 256).
         """
-        low_res, iou_predictions = self.decode_low_res(point_coords, point_labels, boxes, mask_input, multimask_output)
+        low_res, iou_predictions = self.decode_low_res(point_coords, point_labels, boxes, mask_input, multimask_output,
+                                                       text_tokens=text_tokens)
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
@@ -241,13 +259,14 @@ class SamPredictor(ImageState):
         boxes: Optional[torch.Tensor] = None,
         mask_input: Optional[torch.Tensor] = None,
         multimask_output: bool = True,
+        text_tokens: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``predict_torch`` without the upsampling: low-res logits (B, C, 256, 256) and IoU
         (B, C) for a batch of prompt sets in resized-image pixels. The mask generator decodes
         with this and upsamples only the candidates that survive its filters."""
         self._require_image()
-        _check_batch(point_coords, point_labels, boxes, mask_input, self.low_res_size)
-        prompts = (point_coords, point_labels, boxes, mask_input)
+        _check_batch(point_coords, point_labels, boxes, mask_input, self.low_res_size, text_tokens)
+        prompts = (point_coords, point_labels, boxes, mask_input, text_tokens)
         batch = next((len(x) for x in prompts if x is not None), 1)
         chunk = self._decode_chunk() if batch > 1 else 1
         if batch > chunk:  # the same answers as one call (prompt sets are decoded independently)
@@ -274,9 +293,16 @@ class SamPredictor(ImageState):
         h, w = self.low_res_size
         return items_per_chunk(4 * h * w * max(1, width // 8), self.DECODE_CHUNK_BYTES, self.device)  # fp32 upscaled features
 
-    def _decode(self, point_coords, point_labels, boxes, mask_input, multimask_output):
+    def _text_tokens(self, texts, name: str) -> torch.Tensor:
+        if not has_text_path(self.model):
+            raise ValueError(f"{name}: this model has no text path; load one with "
+                             "sam_lab.load_text_model('tiny') or add one with modeling.text_prompt.add_text_path")
+        return self.model.text_encoder.embed_texts(texts).to(self.device)
+
+    def _decode(self, point_coords, point_labels, boxes, mask_input, text_tokens, multimask_output):
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        sparse, dense = with_text_tokens(sparse, dense, text_tokens)
         dense_pe, image_side = self._image_side(dense)
         extra = {} if image_side is None else {"image_side": image_side}
         return self.model.mask_decoder(
@@ -347,7 +373,7 @@ def items_per_chunk(bytes_per_item: int, budget: int, device) -> int:
     return max(1, budget // max(1, bytes_per_item))
 
 
-def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size) -> None:
+def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size, text_tokens=None) -> None:
     """Shapes of batched torch prompts: one batch size B shared by all that are given."""
     batch = {}
     if (point_coords is None) != (point_labels is None):
@@ -371,6 +397,10 @@ def _check_batch(point_coords, point_labels, boxes, mask_input, low_res_size) ->
                 f"mask_input: expected shape (B, 1, {low_res_size[0]}, {low_res_size[1]}), got {tuple(mask_input.shape)}"
             )
         batch["mask_input"] = mask_input.shape[0]
+    if text_tokens is not None:
+        if text_tokens.ndim != 3:
+            raise ValueError(f"text_tokens: expected shape (B, T, C), got {tuple(text_tokens.shape)}")
+        batch["text_tokens"] = text_tokens.shape[0]
     if batch:
         first, size = next(iter(batch.items()))
         for name, other in batch.items():

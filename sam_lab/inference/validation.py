@@ -157,7 +157,30 @@ def check_flag(name: str, value) -> bool:
     return bool(value)
 
 
-def check_prompt_batch(point_coords, point_labels, boxes, mask_input, image_hw: Tuple[int, int], low_res_size: Tuple[int, int]):
+def check_text(text, name: str = "text") -> str:
+    """One text prompt: a non-empty string. A list is refused (``predict_batch(texts=...)`` takes
+    many)."""
+    if isinstance(text, (list, tuple)):
+        raise TypeError(f"{name}: expected one string for a single prompt set, got a {type(text).__name__} of "
+                        f"{len(text)}; use predict_batch(texts=[...]) for several")
+    if not isinstance(text, str):
+        raise TypeError(f"{name}: expected a string, got {_describe(text)}")
+    if not text.strip():
+        raise ValueError(f"{name}: expected a non-empty string, got {text!r}")
+    return text
+
+
+def check_texts(texts) -> list:
+    """Text prompts for a batch: a list of non-empty strings, one per prompt set."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts: expected a list of strings, one per prompt set, got {_describe(texts)}")
+    if not texts:
+        raise ValueError("texts: expected at least one string, got an empty list")
+    return [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+
+
+def check_prompt_batch(point_coords, point_labels, boxes, mask_input, image_hw: Tuple[int, int], low_res_size: Tuple[int, int],
+                       texts=None):
     """Many prompt sets for one image: point_coords (B, N, 2) with point_labels (B, N), boxes
     (B, 4), mask_input (B, 1, 256, 256), each optional, one B >= 1 for all that are given. Each
     set is checked as a single ``predict`` checks one, and an error names the set.
@@ -183,8 +206,10 @@ def check_prompt_batch(point_coords, point_labels, boxes, mask_input, image_hw: 
         if mask_input.ndim != 4:
             raise ValueError(f"mask_input: expected shape (B, 1, {low_res_size[0]}, {low_res_size[1]}), got {mask_input.shape}")
         sets["mask_input"] = len(mask_input)
+    if texts is not None:
+        sets["texts"] = len(texts)
     if not sets or 0 in sets.values() or len(set(sets.values())) > 1:
-        raise ValueError(f"prompts: expected at least one of point_coords, boxes, mask_input with one batch size B >= 1, got {sets or 'none'}")
+        raise ValueError(f"prompts: expected at least one of point_coords, boxes, mask_input, texts with one batch size B >= 1, got {sets or 'none'}")
     batch = next(iter(sets.values()))
     for b in range(batch):  # each set checked as predict checks one
         try:

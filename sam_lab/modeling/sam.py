@@ -48,6 +48,20 @@ def to_original_size(
     return F.interpolate(maps, tuple(original_size), mode="bilinear", align_corners=False)
 
 
+def with_text_tokens(sparse: torch.Tensor, dense: torch.Tensor, text_tokens: torch.Tensor | None):
+    """Append text tokens (B, T, C) to the sparse prompt tokens (B or 1, N, C); a prompt encoder
+    that saw no points, box or mask answers for a batch of one, which is repeated to B."""
+    if text_tokens is None:
+        return sparse, dense
+    batch = len(text_tokens)
+    if len(sparse) != batch:
+        if len(sparse) != 1:
+            raise ValueError(f"text_tokens: expected {len(sparse)} prompt sets like the points and boxes, got {batch}")
+        sparse = sparse.expand(batch, -1, -1)
+        dense = dense.expand(batch, -1, -1, -1)
+    return torch.cat([sparse, text_tokens.to(sparse.dtype)], dim=1), dense
+
+
 class Sam(nn.Module):
     mask_threshold: float = 0.0  # logits above this are foreground
     image_format: str = "RGB"
@@ -105,11 +119,15 @@ class Sam(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_inputs: torch.Tensor | None = None,
         multimask_output: bool = True,
+        text_tokens: torch.Tensor | None = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder + mask decoder for one image embedding (1, C, h, w) and a batch of
-        prompt sets. Coordinates are in model-input pixels. Returns low-res logits and IoU."""
+        prompt sets. Coordinates are in model-input pixels. ``text_tokens`` (B, T, C) are a text
+        path's tokens (``modeling.text_prompt``), put beside the point and box tokens. Returns
+        low-res logits and IoU."""
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
+        sparse, dense = with_text_tokens(sparse, dense, text_tokens)
         return self.mask_decoder(
             image_embeddings=image_embedding,
             image_pe=self.prompt_encoder.get_dense_pe(),

@@ -13,6 +13,7 @@ The tiny model was trained with ``python -m sam_lab.training`` on the synthetic 
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Optional, Union
@@ -153,3 +154,44 @@ def load_ablation_model(kind: str, device: str = "cpu"):
     if kind not in ABLATION:
         raise ValueError(f"kind: expected one of {sorted(ABLATION)}, got {kind!r}")
     return _load_path(ABLATION[kind], pretrained=True).to(device).eval()  # its grid read off the file
+
+
+#: text paths that ship: a base model's name -> its file (sam_lab.training.text; the README's card)
+SHIPPED_TEXT = {"tiny": WEIGHTS_DIR / "tiny_text.safetensors"}
+
+
+def load_text_model(name: Union[str, os.PathLike] = "tiny", device: str = "cpu"):
+    """A SAM that also takes text prompts: the base model, its text path's weights and the CLIP
+    tower they were trained against (``SamPredictor.predict(text=...)``).
+
+    ``name`` is a base model with a shipped text path ("tiny") or a text-path file written by
+    ``python -m sam_lab.training.text``; its metadata names the base model and the tower (open_clip
+    model, pretrained tag, seed), which is rebuilt, so a random tower warns that it is untrained."""
+    from safetensors import safe_open
+
+    from ..modeling.text_prompt import ClipTower, add_text_path
+
+    path = SHIPPED_TEXT.get(name) if isinstance(name, str) else None
+    if path is None:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"name: expected one of {sorted(SHIPPED_TEXT)} or a text-path .safetensors file, got {name!r}")
+    elif not path.is_file():
+        raise FileNotFoundError(f"name: the shipped text path for {name!r} is missing ({path}); train it with "
+                                "`python -m sam_lab.training.text` (see the README's model card)")
+    with safe_open(str(path), framework="pt") as file:
+        meta = file.metadata() or {}
+        state = {key: file.get_tensor(key) for key in file.keys()}
+    if meta.get("kind") != "sam_lab text path":
+        raise ValueError(f"name: {path} is not a text-path file (written by python -m sam_lab.training.text)")
+    model = load_model(meta["base"], device=device)
+    tower = ClipTower(meta["clip_model"], json.loads(meta["clip_pretrained"]), seed=int(meta["clip_seed"]))
+    encoder = add_text_path(model, tower, num_tokens=int(meta["num_tokens"]), hidden_dim=int(meta["hidden_dim"]))
+    encoder.tower = None  # the file's fingerprint is checked below, when the tower is attached again
+    encoder.tower_fingerprint.zero_()
+    unexpected = [k for k in state if k not in model.state_dict()]
+    if unexpected:
+        raise ValueError(f"name: {path} holds keys this model lacks: {unexpected[:5]}")
+    model.load_state_dict(state, strict=False)
+    encoder.attach(tower)
+    return model.to(device).eval()

@@ -1,0 +1,86 @@
+"""Levers for the text path (sam_lab.training.text), compared at an equal step budget on a fixed unseen seed.
+
+    python benchmarks/text_levers.py --steps 800 --levers encoder decoder projection_only --out runs/text_levers
+
+Every lever trains the shipped tiny model's text path from the same seed on the same synthetic
+images (``--images`` of seed 0), for ``--steps`` steps, then is measured on ``--eval-images``
+images of seed 10000 that no run saw: text-only mIoU on captions that name one mask (colour and
+shape, and relational), one click alone (predicted-IoU pick and oracle) and caption + click.
+The shipped tiny model's own one-click numbers on the same targets are the first row. Results
+are written to ``OUT/levers.json`` atomically after each lever; a finished lever is skipped on
+rerun. Runs use both cores: run nothing else meanwhile.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+LEVERS = {
+    "encoder": {},                                          # the default recipe: encoder + decoder + projection
+    "decoder": {"train_encoder": False},                    # the encoder frozen, each image encoded once
+    "projection_only": {"train_encoder": False, "train_decoder": False, "point_only": 0.0},
+    "decoder_no_clicks": {"point_only": 0.0, "text_and_point": 0.0},
+    "one_token": {"num_tokens": 1},
+    "four_tokens": {"num_tokens": 4},
+}
+
+
+def base_row(eval_images: int) -> dict:
+    """The shipped model's one-click numbers on the same captioned targets (its text rows are empty)."""
+    from sam_lab.training.data.synthetic import SyntheticShapes
+    from sam_lab.training.text import TextTrainConfig, build_text_model, evaluate_text
+
+    model, _ = build_text_model(TextTrainConfig())
+    summary = evaluate_text(model.eval(), SyntheticShapes(eval_images, seed=10000), progress=False)["summary"]
+    return {"lever": "shipped tiny, no text path", "point_pick_miou": summary["point_pick_miou"],
+            "point_oracle_miou": summary["point_oracle_miou"], "targets": summary["targets"]}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--levers", nargs="+", default=["encoder", "decoder", "projection_only"], choices=sorted(LEVERS))
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--images", type=int, default=1500)
+    parser.add_argument("--eval-images", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="runs/text_levers")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="text tower")
+    from sam_lab.training.text import TextTrainConfig, train_text_path
+    from sam_lab.weights.io import write_atomically
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "levers.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else []
+    save = lambda: write_atomically(results_path, lambda t: Path(t).write_text(json.dumps(results, indent=2)))
+    if not any(r["lever"].startswith("shipped") for r in results):
+        results.append(base_row(args.eval_images))
+        save()
+    for lever in args.levers:
+        if any(r["lever"] == lever for r in results):
+            continue
+        cfg = replace(TextTrainConfig(out=str(out / lever), num_images=args.images, steps=args.steps,
+                                      eval_images=args.eval_images, checkpoint_every=max(1, args.steps)), **LEVERS[lever])
+        started = time.time()
+        train_text_path(cfg, progress=False)
+        metrics = json.loads((out / lever / "metrics.json").read_text())
+        results.append({"lever": lever, "changes": LEVERS[lever], "wall_s": round(time.time() - started, 1), **metrics})
+        save()
+    keys = ["text_miou", "text_miou_colour_shape", "text_miou_relational", "point_pick_miou", "point_oracle_miou",
+            "text_point_miou", "s_per_step"]
+    print("| lever | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for r in results:
+        print(f"| {r['lever']} | " + " | ".join(str(r.get(k, "—")) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
