@@ -218,6 +218,7 @@ def reset(widget):
 # ------------------------------------------------------------------------------ click to segment
 def exercise_prompt_widget(page, widget, shot: Path):
     """Reset, click, shift-click, drag, click the frame, pick a candidate, undo; check each."""
+    expect(widget.locator(".sam-text")).to_be_hidden()  # the model has no text path: no text box
     reset(widget)
     expect(widget.locator(".sam-candidate")).to_have_count(0)
 
@@ -275,19 +276,104 @@ def test_click_to_segment_in_voila(browser, voila, scale):
     page.context.close()
 
 
-def test_click_to_segment_in_jupyterlab(browser, lab):
+def open_lab(browser, lab, notebook: str):
+    """A new page on ``notebook`` in JupyterLab, with Run > Run All Cells started."""
     page = _page(browser, 1)
-    page.goto(lab + "/tree/click_to_segment.ipynb", timeout=PAGE_TIMEOUT_MS)
+    page.goto(lab + f"/tree/{notebook}", timeout=PAGE_TIMEOUT_MS)
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=PAGE_TIMEOUT_MS)
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=PAGE_TIMEOUT_MS)  # kernel up
     page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
     page.locator('li.lm-Menu-item[data-command="runmenu:run-all"]:not(.lm-mod-disabled)').click()
+    return page
+
+
+def test_click_to_segment_in_jupyterlab(browser, lab):
+    page = open_lab(browser, lab, "click_to_segment.ipynb")
     widget = page.locator(".sam-prompt").first
     widget.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
     expect(widget.locator(".sam-candidate")).to_have_count(3, timeout=PAGE_TIMEOUT_MS)  # the last cell's click
     expect(page.locator(".jp-InputPrompt", has_text="*")).to_have_count(0, timeout=PAGE_TIMEOUT_MS)  # all ran
     widget.scroll_into_view_if_needed()  # Lab renders only the cells in view
     exercise_prompt_widget(page, widget, ARTIFACTS / "click_to_segment_jupyterlab.png")
+    page.context.close()
+
+
+# ------------------------------------------------------------------------------ segment from a caption
+def submit_text(widget, text: str, submit: str = "Enter"):
+    """Type ``text`` in the widget's text box, key by key, send it with Enter (or the "segment"
+    button) and wait until the kernel has answered."""
+    revision = widget.get_attribute("data-revision")
+    box = widget.get_by_label("text prompt")
+    box.fill("")
+    box.press_sequentially(text)
+    expect(box).to_have_value(text)  # every key reached the box
+    if submit == "Enter":
+        box.press("Enter")
+    else:
+        widget.get_by_role("button", name=submit, exact=True).click()
+    expect(widget).not_to_have_attribute("data-revision", revision or "", timeout=RESULT_TIMEOUT_MS)
+
+
+def exercise_text_box(page, widget, shot: Path):
+    """Type a caption, press Enter: one mask; a click joins it; a caption of spaces is refused and
+    snaps back; an empty box takes the caption away; undo brings it back."""
+    box, summary = widget.get_by_label("text prompt"), widget.locator(".sam-summary")
+    expect(box).to_be_visible()
+    expect(box).to_have_value("red pentagon")  # the notebook's caption
+    reset(widget)
+    expect(box).to_have_value("")
+    expect(widget.locator(".sam-overlay")).to_be_hidden()
+
+    submit_text(widget, "yellow hexagon")
+    expect(widget.locator(".sam-received")).to_have_text("kernel received text 'yellow hexagon'")
+    expect(widget.locator(".sam-error")).to_be_hidden()
+    expect(widget.locator(".sam-overlay")).to_be_visible()
+    assert widget.locator(".sam-overlay").get_attribute("src").startswith("data:image/png;base64,")
+    expect(widget.locator(".sam-candidate")).to_have_count(1)  # a caption names one mask
+    expect(summary).to_have_text("prompt: text “yellow hexagon”")
+
+    click_image(page, widget, 85.5, 80.5, expect_label=1)  # a click joins the caption
+    expect(summary).to_have_text("prompt: 1 point + text “yellow hexagon”")
+    expect(widget.locator(".sam-latency")).to_contain_text("refined with previous mask")
+    expect(box).to_have_value("yellow hexagon")
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(shot))
+
+    submit_text(widget, "   ")  # refused: the message shows, the box and the prompt snap back
+    expect(widget.locator(".sam-error")).to_contain_text("text: expected a non-empty string")
+    expect(box).to_have_value("yellow hexagon")
+    expect(summary).to_have_text("prompt: 1 point + text “yellow hexagon”")
+    submit_text(widget, "red pentagon", submit="segment")  # the next caption works
+    expect(widget.locator(".sam-error")).to_be_hidden()
+    expect(summary).to_have_text("prompt: 1 point + text “red pentagon”")
+
+    submit_text(widget, "")  # an empty box takes the caption away: the click alone, 3 candidates
+    expect(widget.locator(".sam-received")).to_have_text("kernel received: no text")
+    expect(summary).to_have_text("prompt: 1 point")
+    expect(widget.locator(".sam-candidate")).to_have_count(3)
+    widget.get_by_role("button", name="undo").click()
+    expect(box).to_have_value("red pentagon")
+    expect(widget.locator(".sam-candidate")).to_have_count(1)
+
+
+def test_text_to_segment_in_voila(browser, voila):
+    page, widget = open_voila(browser, voila, "text_to_segment.ipynb", ".sam-prompt")
+    exercise_text_box(page, widget, ARTIFACTS / "text_to_segment_voila.png")
+    page.context.close()
+
+
+def test_text_to_segment_in_jupyterlab(browser, lab):
+    """In Lab the caption is typed into a notebook output: the notebook's own keyboard shortcuts
+    (d d deletes a cell, y makes it code, ...) must not take the keys."""
+    page = open_lab(browser, lab, "text_to_segment.ipynb")
+    widget = page.locator(".sam-prompt").first
+    widget.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
+    expect(widget.locator(".sam-candidate")).to_have_count(1, timeout=PAGE_TIMEOUT_MS)  # the notebook's caption
+    expect(page.locator(".jp-InputPrompt", has_text="*")).to_have_count(0, timeout=PAGE_TIMEOUT_MS)  # all ran
+    cells = page.locator(".jp-Notebook .jp-Cell").count()
+    widget.scroll_into_view_if_needed()  # Lab renders only the cells in view
+    exercise_text_box(page, widget, ARTIFACTS / "text_to_segment_jupyterlab.png")
+    assert page.locator(".jp-Notebook .jp-Cell").count() == cells  # no key reached the notebook
     page.context.close()
 
 
@@ -364,7 +450,7 @@ def test_segment_everything_in_voila(browser, voila):
     expect(widget.locator(".sam-record")).to_be_hidden()
     revision = widget.get_attribute("data-revision")
     widget.get_by_role("button", name="segment everything").click()  # the button runs it again
-    expect(widget).not_to_have_attribute("data-revision", revision)
+    expect(widget).not_to_have_attribute("data-revision", revision, timeout=RESULT_TIMEOUT_MS)  # ~20 s on a busy machine
     expect(widget.locator(".sam-received")).to_have_text("kernel received generate")
     expect(widget.locator(".sam-stages")).to_contain_text(re.compile(r"candidates 3072 → predicted IoU \d+"))
     masks = int(count.inner_text().split()[0])

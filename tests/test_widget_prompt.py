@@ -1,10 +1,11 @@
-"""PromptWidget and its PromptState: clicks, boxes, refinement, undo, export; the page's code;
-which model pick_model gives. (Shared fixtures: widget_support.py.)"""
+"""PromptWidget and its PromptState: clicks, boxes, captions, refinement, undo, export; the
+page's code; which model pick_model gives. (Shared fixtures: widget_support.py.)"""
 import json
 import shutil
 import statistics
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -224,6 +225,111 @@ def test_widget_exports_the_selected_mask(widget, tmp_path):
     widget.select(2)
     np.testing.assert_array_equal(rle_to_mask(widget.export_coco_rle()), widget.masks[2])
     assert widget.export_png(tmp_path / "m.png").is_file()
+
+
+# ------------------------------------------------------------------------------ text prompts
+@pytest.fixture(scope="module")
+def text_model():
+    """A tiny SAM (random weights) with a fresh text path on a random CLIP tower: the plumbing."""
+    from sam_lab.modeling.text_prompt import ClipTower, add_text_path
+
+    torch.manual_seed(0)
+    model = sam_lab.build_sam("tiny").eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="text tower")
+        add_text_path(model, ClipTower())  # ~3 s: once for the module
+    return model
+
+
+@pytest.fixture
+def text_predictor(text_model):
+    return RecordingPredictor(text_model)
+
+
+@pytest.fixture
+def text_widget(text_predictor, image):
+    return PromptWidget(text_predictor, image)
+
+
+def test_a_caption_alone_predicts_one_mask(text_predictor, image):
+    state = PromptState(text_predictor, image)
+    prediction = state.set_text("red pentagon")
+    call = text_predictor.calls[-1]
+    assert call["text"] == "red pentagon" and call["point_coords"] is None and call["box"] is None
+    assert call["multimask_output"] is False  # a caption names one mask
+    assert prediction.text == state.text == "red pentagon" and not prediction.refined
+    assert state.masks.shape == (1, 240, 320) and state.scores.shape == (1,) and state.selected == 0
+
+
+def test_a_caption_and_clicks_go_to_the_predictor_together(text_predictor, image):
+    state = PromptState(text_predictor, image)
+    first = state.set_text("red pentagon")
+    second = state.add_point(245, 115, label=0)  # a click joins the caption and refines its mask
+    call = text_predictor.calls[-1]
+    assert call["text"] == "red pentagon" and call["multimask_output"] is False
+    np.testing.assert_array_equal(call["point_coords"], [[245, 115]])
+    np.testing.assert_array_equal(call["mask_input"], first.low_res_logits[0][None])
+    assert second.refined and state.text == "red pentagon" and state.masks.shape == (1, 240, 320)
+    state.set_text("yellow hexagon")  # another caption: a new question, not a refinement
+    assert text_predictor.calls[-1]["mask_input"] is None and not state.current.refined
+    state.set_text(None)  # the click alone again: three candidates, as without text
+    assert text_predictor.calls[-1]["text"] is None and text_predictor.calls[-1]["multimask_output"] is True
+    assert state.masks.shape == (3, 240, 320) and state.text is None
+
+
+def test_the_widget_sends_a_caption_and_keeps_it_with_the_clicks(text_widget, text_predictor):
+    assert text_widget.has_text and text_widget.text == ""
+    text_widget.text = "red pentagon"  # what Enter in the text box does
+    assert text_widget.received == "kernel received text 'red pentagon'" and text_widget.error == ""
+    assert len(text_widget.scores) == 1 and len(text_widget.mask_urls) == 1 and text_widget.revision == 2
+    text_widget.points = [[215, 130, 1]]  # a click
+    assert text_predictor.calls[-1]["text"] == "red pentagon" and text_widget.text == "red pentagon"
+    assert text_widget.refined and len(text_widget.scores) == 1
+    text_widget.set_text("")  # an empty box removes the caption; the click stays
+    assert text_widget.received == "kernel received: no text" and text_widget.text == ""
+    assert text_predictor.calls[-1]["text"] is None and len(text_widget.scores) == 3
+    with pytest.raises(TypeError, match="text: expected a string or None"):
+        text_widget.set_text(5)
+
+
+def test_undo_restores_the_previous_caption_and_reset_clears_it(text_widget):
+    text_widget.set_text("red pentagon")
+    text_widget.set_text("yellow hexagon")
+    text_widget.undo()
+    assert text_widget.text == "red pentagon" and len(text_widget.scores) == 1
+    text_widget.undo()
+    assert text_widget.text == "" and text_widget.scores == [] and not text_widget.can_undo
+    text_widget.set_text("blue ellipse")
+    text_widget.add_point(100, 80)
+    text_widget.command = {"name": "reset", "count": 1}  # the reset button
+    assert text_widget.text == "" and text_widget.points == [] and text_widget.masks is None
+    assert text_widget.state.text is None and not text_widget.can_undo
+
+
+@pytest.mark.parametrize("caption, message", [("   ", "text: expected a non-empty string"),
+                                              ("\n\t", "text: expected a non-empty string")])
+def test_a_bad_caption_shows_the_error_snaps_back_and_the_widget_stays_usable(text_widget, caption, message):
+    text_widget.set_text("red pentagon")
+    text_widget.add_point(215, 130)
+    scores, urls = text_widget.scores, text_widget.mask_urls
+    text_widget.text = caption  # as the page sends it
+    assert text_widget.error.startswith(message)
+    assert text_widget.text == "red pentagon" and text_widget.points == [[215.0, 130.0, 1]]
+    assert text_widget.scores == scores and text_widget.mask_urls == urls
+    text_widget.set_text("yellow hexagon")  # the next caption works
+    assert text_widget.error == "" and text_widget.text == "yellow hexagon"
+
+
+def test_a_model_without_a_text_path_hides_the_box_and_refuses_a_caption(widget, predictor):
+    assert widget.has_text is False
+    widget.points = [[100, 80, 1]]
+    scores = widget.scores
+    widget.set_text("red pentagon")
+    assert widget.error.startswith("text: this model has no text path")
+    assert widget.text == "" and widget.scores == scores and len(widget.points) == 1
+    widget.add_point(150, 120, label=0)  # clicks carry on
+    assert widget.error == "" and len(widget.points) == 2 and len(widget.scores) == 3
+    assert predictor.calls[-1]["text"] is None and predictor.calls[-1]["multimask_output"] is True
 
 
 # ------------------------------------------------------------------------------ the page's code

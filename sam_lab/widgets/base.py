@@ -95,8 +95,11 @@ class SelectingWidget(ClickableWidget):
 
 
 def describe_input(name: str, value, previous) -> str:
-    """What the kernel received, in words: the new point or box in original-image pixels."""
+    """What the kernel received, in words: the new point or box in original-image pixels, or
+    the text."""
     try:
+        if name == "text":
+            return f"kernel received text {value!r}" if value else "kernel received: no text"
         if name == "box":
             if value is None:
                 return "kernel received: no box"

@@ -1,28 +1,75 @@
 // prompt.js: the page side of PromptWidget (sam_lab/widgets/prompt.py).
 //
 // Click = a point on the object (label 1); shift-click, or a click with "negative" on, = a
-// background point (label 0); drag = a box. The page only writes the prompt into the `points`
-// and `box` traitlets (original-image pixels) and draws what the kernel sends back: the prompt
-// it accepted, the candidates' overlays and scores, the latency, or why it refused.
+// background point (label 0); drag = a box; for a model with a text path, a caption typed in the
+// text box (Enter or "segment"). The page only writes the prompt into the `points`, `box` and
+// `text` traitlets (original-image pixels) and draws what the kernel sends back: the prompt it
+// accepted, the candidates' overlays and scores, the latency, or why it refused.
 import { button, createStage, el, kernelLines, promptControls } from "./stage.js";
+
+// The caption box: Enter or "segment" writes the `text` traitlet ("" removes the text prompt).
+// After the kernel's answer the box shows the caption it kept: a refused one snaps back, and a
+// caption being typed is left alone while clicks are answered.
+function textBox(model, onSend) {
+  const row = el("div", "sam-text");
+  const input = el("input", "sam-text-input");
+  input.type = "text";
+  input.placeholder = "a caption, e.g. red pentagon";
+  input.setAttribute("aria-label", "text prompt");
+  let shown = null; // the kernel's caption the box last showed (null: none yet)
+  let sent = false;
+  const submit = () => {
+    if (input.value === model.get("text")) return; // the prompt already has this caption
+    model.set("text", input.value);
+    model.save_changes();
+    sent = true;
+    onSend();
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      submit();
+    }
+  });
+  row.append(input, button("segment", "prompt with this caption (or press Enter)", submit));
+  return {
+    row,
+    answered() {
+      const text = model.get("text");
+      if (sent || text !== shown) input.value = text;
+      shown = text;
+      sent = false;
+    },
+  };
+}
+
+// The prompt in words, e.g. "prompt: 2 points + box + text “red pentagon”".
+function describePrompt(points, box, text) {
+  const parts = [];
+  if (points.length) parts.push(`${points.length} point${points.length === 1 ? "" : "s"}`);
+  if (box) parts.push("box");
+  if (text) parts.push(`text “${text}”`);
+  return `prompt: ${parts.join(" + ") || "none"}`;
+}
 
 function render({ model, el: container }) {
   container.classList.add("sam-lab", "sam-prompt");
   let sentAt = null; // performance.now() when the last input left the page
-  const controls = promptControls(model, {
-    onSend() {
-      sentAt = performance.now();
-      draw(); // a new point shows at once; the kernel's answer redraws it (or takes it back)
-    },
-  });
+  const onSend = () => {
+    sentAt = performance.now();
+    draw(); // a new point shows at once; the kernel's answer redraws it (or takes it back)
+  };
+  const controls = promptControls(model, { onSend });
   const stage = createStage(controls.stageOptions);
+  const text = textBox(model, onSend);
   const title = el("div", "sam-title");
+  const summary = el("div", "sam-summary");
   const undoButton = controls.undo;
   const candidates = el("div", "sam-candidates");
   const latency = el("div", "sam-latency");
   const kernel = kernelLines();
   const side = el("div", "sam-side");
-  side.append(title, controls.toolbar, controls.help, candidates, latency, ...kernel.nodes);
+  side.append(title, controls.toolbar, controls.help, text.row, summary, candidates, latency, ...kernel.nodes);
   container.append(stage.root, side);
 
   function drawCandidates() {
@@ -30,7 +77,8 @@ function render({ model, el: container }) {
     const selected = model.get("selected");
     candidates.replaceChildren();
     if (!scores.length) {
-      candidates.append(el("div", "sam-muted", "no mask yet: click on the image"));
+      const hint = model.get("has_text") ? "click on the image or type a caption" : "click on the image";
+      candidates.append(el("div", "sam-muted", `no mask yet: ${hint}`));
       return;
     }
     scores.forEach((score, i) => {
@@ -51,6 +99,8 @@ function render({ model, el: container }) {
     title.textContent = `${model.get("model_label")}  ·  image ${W}×${H}`;
     stage.setImage(model.get("image_url"), model.get("display_width"));
     stage.drawPrompt(model.get("points"), model.get("box"));
+    text.row.hidden = !model.get("has_text");
+    summary.textContent = describePrompt(model.get("points"), model.get("box"), model.get("text"));
     const urls = model.get("mask_urls");
     stage.setOverlay(urls[model.get("selected")] || "");
     drawCandidates();
@@ -68,12 +118,13 @@ function render({ model, el: container }) {
     if (sentAt !== null) parts.push(`round trip ${(performance.now() - sentAt).toFixed(0)} ms`);
     latency.textContent = parts.join(" · ");
     sentAt = null;
+    text.answered();
     draw();
     container.dataset.revision = String(model.get("revision")); // tests wait on this
   }
 
   model.on("change:revision", answered);
-  for (const name of ["image_url", "display_width", "model_label", "mask_urls", "selected", "error"]) {
+  for (const name of ["image_url", "display_width", "model_label", "mask_urls", "selected", "error", "has_text"]) {
     model.on(`change:${name}`, draw);
   }
   answered();

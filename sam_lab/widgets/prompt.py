@@ -1,17 +1,21 @@
 """Click to segment: a widget that turns clicks and drags on an image into SAM masks.
 
 A thin view over :class:`PromptState`: the page (``prompt.js``) writes the prompt into the
-``points`` and ``box`` traitlets, in the original image's pixels; Python predicts and writes the
-results back (``scores``, ``selected``, one mask overlay per candidate as a PNG data URL).
+``points`` and ``box`` traitlets, in the original image's pixels, and a caption into ``text``;
+Python predicts and writes the results back (``scores``, ``selected``, one mask overlay per
+candidate as a PNG data URL).
 
     widget = PromptWidget(predictor, image)     # click = object, shift-click = background,
     widget                                      # drag = box; pick a candidate; undo, reset
     widget.points = [[120, 80, 1]]              # what a click does, scripted
+    widget.set_text("red pentagon")             # what the text box does (a model with a text path)
     widget.masks, widget.scores                 # (C, H, W) bool (Python only), (C,)
     widget.export_png("mask.png"); widget.export_coco_rle()
 
-A bad prompt never breaks it: the predictor's message goes to ``error``, the prompt snaps back
-to the last good one, and the next click works.
+The text box is shown only for a model with a text path (``has_text``; see
+``sam_lab.modeling.text_prompt``). A caption joins the clicks and the box, and such a prompt gets
+one mask. A bad prompt never breaks it: the predictor's message goes to ``error``, the prompt
+snaps back to the last good one, and the next click (or caption) works.
 """
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from typing import Optional
 import numpy as np
 import traitlets
 
-from .base import SelectingWidget
+from ..modeling.text_prompt import has_text_path
+from .base import SelectingWidget, describe_input
 from .images import CANDIDATE_COLORS, HERE, es_module, mask_overlay_url, png_data_url
 from .models import format_parameters, pick_model
 from .prompt_state import PromptState
@@ -42,6 +47,9 @@ class PromptWidget(SelectingWidget):
     latency_ms = traitlets.Float(0.0).tag(sync=True)  # predict: prompt encoder + decoder + resize
     encode_ms = traitlets.Float(0.0).tag(sync=True)  # set_image: the image encoder
     can_undo = traitlets.Bool(False).tag(sync=True)
+    # the text prompt: the page shows its box only when the model has a text path
+    text = traitlets.Unicode("").tag(sync=True)  # the caption; "" = no text prompt
+    has_text = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, predictor, image=None, model_label: Optional[str] = None, display_width: int = 512,
                  multimask_output: bool = True, **kwargs) -> None:
@@ -49,6 +57,7 @@ class PromptWidget(SelectingWidget):
         self._overlays = {}  # id(prediction.masks) -> overlay URLs, for the states in the history
         self.state = PromptState(predictor, None, multimask_output)
         self.model_label = model_label or _describe(self.state.predictor.model)
+        self.has_text = has_text_path(self.state.predictor.model)
         if image is not None:
             self.set_image(image)
 
@@ -77,6 +86,13 @@ class PromptWidget(SelectingWidget):
     def set_box(self, box) -> None:
         self.box = None if box is None else [float(v) for v in box]
 
+    def set_text(self, text: Optional[str]) -> None:
+        """Prompt with a caption, as the text box does; None or "" removes the text prompt. A bad
+        caption (only spaces, or a model without a text path) goes to ``error``, as a bad click does."""
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"text: expected a string or None, got {type(text).__name__}")
+        self.text = text or ""
+
     def select(self, index: int) -> None:
         self.selected = index
 
@@ -94,7 +110,14 @@ class PromptWidget(SelectingWidget):
 
     # ---------------------------------------------------------------------------- page input
     def _apply_prompt(self, points, box) -> None:
-        self.state.set_prompt(points, box)
+        self.state.set_prompt(points, box, self.text)
+
+    @traitlets.observe("text")
+    def _text_changed(self, change) -> None:
+        if self._pushing:
+            return
+        self.received = describe_input("text", change["new"], change["old"])
+        self._handle(lambda: self._apply_prompt(self.points, self.box))
 
     def _commands(self):
         return {"undo": self.state.undo, "reset": self.state.reset}
@@ -104,6 +127,7 @@ class PromptWidget(SelectingWidget):
         state, current = self.state, self.state.current
         self.points = [list(p) for p in state.points]
         self.box = None if state.box is None else list(state.box)
+        self.text = state.text or ""
         self.scores = [] if current is None else [round(float(s), 4) for s in current.scores]
         self.selected = 0 if current is None else current.selected
         self.mask_urls = self._overlay_urls()

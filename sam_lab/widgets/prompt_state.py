@@ -7,6 +7,7 @@ and notebooks drive it directly, exactly as a click would:
     state.add_point(120, 80)                         # (x, y) in original-image pixels, label 1
     state.add_point(200, 90, label=0)                # a negative click refines the mask
     state.set_box([40, 30, 260, 200])                # a box (x0, y0, x1, y1) joins the prompt
+    state.set_text("red pentagon")                   # a caption too, for a model with a text path
     state.masks, state.scores, state.selected        # (C, H, W) bool, (C,), index of the chosen
     state.select(2); state.undo(); state.reset()
     state.export_png("mask.png"); state.export_coco_rle()
@@ -15,6 +16,10 @@ Refinement: when a prompt *extends* the previous one (a point added, a box added
 mask's low-res logits (1, 256, 256) go back in as ``mask_input``, as in SAM's interactive
 training and Meta's notebooks. A bad prompt (outside the image, zero-area box, wrong shape)
 raises the predictor's ``ValueError``/``TypeError`` and leaves the state exactly as it was.
+
+Text (``sam_lab.modeling.text_prompt``): a caption is one more part of the prompt, kept in the
+history like the points and the box. A caption names one mask, so a prompt with text asks the
+predictor for one candidate whatever ``multimask_output`` says.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from PIL import Image
 
 from ..inference.predictor import SamPredictor
 from ..inference.rle import mask_to_rle
-from ..inference.validation import check_box, check_image, check_points
+from ..inference.validation import check_box, check_image, check_points, check_text
 
 Point = Tuple[float, float, int]  # x, y in original-image pixels; label 1 = object, 0 = not
 Box = Tuple[float, float, float, float]  # x0, y0, x1, y1
@@ -48,6 +53,7 @@ class Prediction:
     selected: int  # the candidate the user (or the highest score) chose
     refined: bool  # whether the previous mask's logits went in as mask_input
     latency_ms: float  # prompt encoder + mask decoder + upsampling, measured around predict
+    text: Optional[str] = None  # the caption, if the prompt had one
 
 
 def normalise_points(points) -> Tuple[Point, ...]:
@@ -68,6 +74,14 @@ def normalise_points(points) -> Tuple[Point, ...]:
     return tuple(result)
 
 
+def normalise_text(text) -> Optional[str]:
+    """None or "" -> None (no text prompt); anything else must be a non-empty string (a caption of
+    only spaces raises ``ValueError``, a non-string ``TypeError``, both naming ``text``)."""
+    if text is None or text == "":
+        return None
+    return check_text(text)
+
+
 def normalise_box(box) -> Optional[Box]:
     if box is None:
         return None
@@ -84,7 +98,8 @@ class PromptState:
 
     ``predictor``: a :class:`SamPredictor` (or a SAM model, wrapped in one). ``lazy=True``
     encodes the image on the first prompt instead of now (the compare widget's panels).
-    ``multimask_output``: return 3 candidates (whole / part / subpart) for every prompt.
+    ``multimask_output``: return 3 candidates (whole / part / subpart) for every prompt without
+    text (one with a caption gets one mask: a caption names one object).
     ``decoder_threads``: torch threads for the per-click path on a CPU (prompt encoder, decoder,
     upsampling). 1 by default: its matrix products are small, and on a busy machine (the browser,
     other kernels) more threads mostly wait for each other — measured on 2 cores under load, tiny
@@ -134,20 +149,26 @@ class PromptState:
 
     # ---------------------------------------------------------------------------- prompts
     def add_point(self, x: float, y: float, label: int = 1) -> Prediction:
-        return self.set_prompt(list(self.points) + [(x, y, label)], self.box)
+        return self.set_prompt(list(self.points) + [(x, y, label)], self.box, self.text)
 
     def set_box(self, box) -> Prediction:
-        return self.set_prompt(self.points, box)
+        return self.set_prompt(self.points, box, self.text)
 
-    def set_prompt(self, points: Sequence = (), box=None) -> Optional[Prediction]:
-        """Predict for ``points`` ([[x, y, label], ...]) and ``box`` and make it the current state.
+    def set_text(self, text: Optional[str]) -> Optional[Prediction]:
+        """Prompt with a caption beside the clicks and box (None or "" removes it)."""
+        return self.set_prompt(self.points, self.box, text)
 
-        Raises ``ValueError``/``TypeError`` (with the predictor's message) for a bad prompt, and
-        ``RuntimeError`` without an image; the state is then unchanged."""
-        points, box = normalise_points(points), normalise_box(box)
-        if self.current is not None and (points, box) == (self.current.points, self.current.box):
+    def set_prompt(self, points: Sequence = (), box=None, text: Optional[str] = None) -> Optional[Prediction]:
+        """Predict for ``points`` ([[x, y, label], ...]), ``box`` and ``text`` (a caption, or None)
+        and make it the current state.
+
+        Raises ``ValueError``/``TypeError`` (with the predictor's message) for a bad prompt,
+        including text on a model without a text path, and ``RuntimeError`` without an image;
+        the state is then unchanged."""
+        points, box, text = normalise_points(points), normalise_box(box), normalise_text(text)
+        if self.current is not None and (points, box, text) == (self.current.points, self.current.box, self.current.text):
             return self.current  # the same prompt again (e.g. a traitlet echo): nothing to do
-        if not points and box is None:  # everything taken away: no mask (undo brings it back)
+        if not points and box is None and text is None:  # everything taken away: no mask (undo brings it back)
             if self.current is not None:
                 self._push(None)
             return None
@@ -158,16 +179,16 @@ class PromptState:
         check_points(coords, labels, self.image_hw)  # before encoding: a bad click costs nothing
         check_box(box, self.image_hw)
         self.encode()
-        refined = self._extends(points, box)
+        refined = self._extends(points, box, text)
         mask_input = self.current.low_res_logits[self.current.selected][None] if refined else None
         with self._threads():
             start = time.perf_counter()
             masks, scores, logits = self.predictor.predict(
                 point_coords=coords, point_labels=labels, box=None if box is None else np.array(box),
-                mask_input=mask_input, multimask_output=self.multimask_output,
+                mask_input=mask_input, multimask_output=self.multimask_output and text is None, text=text,
             )
             latency_ms = (time.perf_counter() - start) * 1000
-        prediction = Prediction(points, box, masks, scores, logits, int(np.argmax(scores)), refined, latency_ms)
+        prediction = Prediction(points, box, masks, scores, logits, int(np.argmax(scores)), refined, latency_ms, text)
         self._push(prediction)
         return prediction
 
@@ -184,14 +205,16 @@ class PromptState:
             if change:
                 torch.set_num_threads(previous)
 
-    def _extends(self, points, box) -> bool:
-        """Does the new prompt add to the current one (so the current mask can refine it)?"""
+    def _extends(self, points, box, text) -> bool:
+        """Does the new prompt add to the current one (so the current mask can refine it)? A box
+        or a caption that is added extends it; one that changes or goes away starts afresh."""
         current = self.current
         if current is None:
             return False
         kept_points = points[: len(current.points)] == current.points
         kept_box = current.box is None or box == current.box
-        return kept_points and kept_box
+        kept_text = current.text is None or text == current.text
+        return kept_points and kept_box and kept_text
 
     def _push(self, prediction: Optional[Prediction]) -> None:
         self.history.append(self.current)
@@ -226,6 +249,10 @@ class PromptState:
     @property
     def box(self) -> Optional[Box]:
         return None if self.current is None else self.current.box
+
+    @property
+    def text(self) -> Optional[str]:
+        return None if self.current is None else self.current.text
 
     @property
     def masks(self) -> Optional[np.ndarray]:
