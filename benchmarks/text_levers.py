@@ -5,10 +5,11 @@
 Every lever trains the shipped tiny model's text path from the same seed on the same synthetic
 images (``--images`` of seed 0), for ``--steps`` steps, then is measured on ``--eval-images``
 images of seed 10000 that no run saw: text-only mIoU on captions that name one mask (colour and
-shape, and relational), one click alone (predicted-IoU pick and oracle) and caption + click.
-The shipped tiny model's own one-click numbers on the same targets are the first row. Results
-are written to ``OUT/levers.json`` atomically after each lever; a finished lever is skipped on
-rerun. Runs use both cores: run nothing else meanwhile.
+shape, and relational), one click alone (predicted-IoU pick and oracle) and caption + click;
+with ``--probe``, the colour probe of each trained model. The shipped tiny model's own one-click
+numbers on the same targets are the first row. Results are written to ``OUT/levers.json``
+atomically after each lever; a finished lever is skipped on rerun. Runs use both cores: run
+nothing else meanwhile.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ LEVERS = {
     "encoder": {},                                          # the default recipe: encoder + decoder + projection
     "decoder": {"train_encoder": False},                    # the encoder frozen, each image encoded once
     "projection_only": {"train_encoder": False, "train_decoder": False, "point_only": 0.0},
+    "encoder_full_lr": {"encoder_lr_scale": 1.0},          # the encoder at the full lr: can it learn colour again?
     "decoder_no_clicks": {"point_only": 0.0, "text_and_point": 0.0},
     "one_token": {"num_tokens": 1},
     "four_tokens": {"num_tokens": 4},
@@ -50,10 +52,11 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-images", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/text_levers")
+    parser.add_argument("--probe", action="store_true", help="also run colour_probe on each trained model")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="text tower")
-    from sam_lab.training.text import TextTrainConfig, train_text_path
+    from sam_lab.training.text import TextTrainConfig, colour_probe, train_text_path
     from sam_lab.weights.io import write_atomically
 
     out = Path(args.out)
@@ -70,9 +73,11 @@ def main(argv=None) -> None:
         cfg = replace(TextTrainConfig(out=str(out / lever), num_images=args.images, steps=args.steps,
                                       eval_images=args.eval_images, checkpoint_every=max(1, args.steps)), **LEVERS[lever])
         started = time.time()
-        train_text_path(cfg, progress=False)
+        model = train_text_path(cfg, progress=False)
         metrics = json.loads((out / lever / "metrics.json").read_text())
-        results.append({"lever": lever, "changes": LEVERS[lever], "wall_s": round(time.time() - started, 1), **metrics})
+        probe = colour_probe(model) if args.probe else {}
+        results.append({"lever": lever, "changes": LEVERS[lever], "wall_s": round(time.time() - started, 1), **metrics,
+                        **({"colour_probe": probe} if probe else {})})
         save()
     keys = ["text_miou", "text_miou_colour_shape", "text_miou_relational", "point_pick_miou", "point_oracle_miou",
             "text_point_miou", "s_per_step"]

@@ -15,7 +15,7 @@ import sam_lab
 from sam_lab.evaluation import farthest_from_boundary
 from sam_lab.inference.masks import mask_iou
 from sam_lab.training.data import SyntheticShapes
-from sam_lab.weights.pretrained import ABLATION, SHIPPED, WEIGHTS_DIR
+from sam_lab.weights.pretrained import ABLATION, SHIPPED, SHIPPED_TEXT, WEIGHTS_DIR
 
 torch.set_num_threads(2)
 
@@ -51,7 +51,8 @@ def one_click_oracle_miou(model, dataset, multimask: bool = True) -> float:
 
 def test_every_shipped_weight_file_is_covered():
     shipped = {path.name for path in WEIGHTS_DIR.glob("*.safetensors")}
-    assert shipped == {p.name for p in SHIPPED.values()} | {p.name for p in ABLATION.values()}
+    assert shipped == ({p.name for p in SHIPPED.values()} | {p.name for p in ABLATION.values()}
+                       | {p.name for p in SHIPPED_TEXT.values()})  # text paths: tests/test_text_prompts.py
 
 
 @pytest.mark.parametrize("name", ["tiny", "tiny16", "tiny_conv"])
