@@ -279,7 +279,7 @@ def test_click_to_segment_in_voila(browser, voila, scale):
 def open_lab(browser, lab, notebook: str):
     """A new page on ``notebook`` in JupyterLab, with Run > Run All Cells started."""
     page = _page(browser, 1)
-    page.goto(lab + f"/tree/{notebook}", timeout=PAGE_TIMEOUT_MS)
+    page.goto(lab + f"/tree/{notebook}?reset", timeout=PAGE_TIMEOUT_MS)  # ?reset: no earlier tabs
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=PAGE_TIMEOUT_MS)
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=PAGE_TIMEOUT_MS)  # kernel up
     page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
@@ -367,7 +367,8 @@ def test_text_to_segment_in_jupyterlab(browser, lab):
     """In Lab the caption is typed into a notebook output: the notebook's own keyboard shortcuts
     (d d deletes a cell, y makes it code, ...) must not take the keys."""
     page = open_lab(browser, lab, "text_to_segment.ipynb")
-    widget = page.locator(".sam-prompt").first
+    # its own widget: the lab may still hold click_to_segment's from an earlier test, in another tab
+    widget = page.locator(".sam-prompt", has_text="tiny + text").first
     widget.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
     expect(page.locator(".jp-InputPrompt", has_text="*")).to_have_count(0, timeout=PAGE_TIMEOUT_MS)  # all ran
     expect(widget.locator(".sam-candidate")).to_have_count(0)  # the notebook reset its caption: it opens clean
