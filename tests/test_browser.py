@@ -476,3 +476,31 @@ def test_segment_everything_in_voila(browser, voila):
     widget.get_by_role("button", name="reset").click()
     expect(widget.locator(".sam-record")).to_be_hidden()
     page.context.close()
+
+
+# ------------------------------------------------------------------------------ be the annotator
+def test_be_the_annotator_in_voila(browser, voila):
+    """Click the largest object, accept the mask: the table gets a row with its clicks and IoU."""
+    from sam_lab.evaluation import farthest_from_boundary
+    from sam_lab.training.data import SyntheticShapes
+
+    item = SyntheticShapes(2, seed=20_000, max_objects=6)[1]  # the notebook's image
+    largest = item["masks"][item["masks"].reshape(len(item["masks"]), -1).sum(1).argmax()]
+    x, y = farthest_from_boundary(largest) + 0.5
+    page, widget = open_voila(browser, voila, "be_the_annotator.ipynb", ".sam-prompt")
+    table = page.locator("table.sam-lab-annotations").first
+    expect(table.locator("tr")).to_have_count(1)  # the header only: the page opens clean
+    accept = page.get_by_role("button", name="Accept mask").first
+    accept.click()  # nothing to accept yet: said, not recorded
+    expect(page.get_by_text("click on an object first")).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    click_image(page, widget, x, y, expect_label=1)
+    expect(widget.locator(".sam-overlay")).to_be_visible()
+    accept.click()
+    expect(table.locator("tr")).to_have_count(3, timeout=RESULT_TIMEOUT_MS)  # header, mask 1, mean
+    cells = table.locator("tr").nth(1).locator("td")
+    expect(cells.nth(1)).to_have_text("1")  # one click
+    assert 0.0 < float(cells.nth(4).inner_text()) <= 1.0  # the IoU with the object
+    expect(widget.locator(".sam-point")).to_have_count(0)  # cleared for the next object
+    page.get_by_text("mask 1 kept: 1 click").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "be_the_annotator_voila.png"))
+    page.context.close()

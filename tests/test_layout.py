@@ -34,6 +34,7 @@ LAYERS = [
     ("sam_lab.inference", "sam_lab.weights.pretrained"),
     ("sam_lab.evaluation",),
     ("sam_lab.training",),  # uses the evaluation for its closing report, never the reverse
+    ("sam_lab.data_engine",),  # annotates with inference, retrains with training, measures with evaluation
     ("sam_lab.exercises", "sam_lab.viz"),
     ("sam_lab.widgets",),
     ("sam_lab",),  # the package's __init__: the public API

@@ -88,6 +88,21 @@ class TrainConfig:
 
 # ----------------------------------------------------------------------------- data
 
+def to_model_input(image: np.ndarray, masks: np.ndarray, img_size: int):
+    """An (H, W, 3) image and its (K, H, W) masks resized (longest side = ``img_size``) and
+    padded at the bottom and right to the model's square input, as training sees them."""
+    if max(image.shape[:2]) != img_size:
+        image = ResizeLongestSide(img_size).apply_image(image)
+        h, w = image.shape[:2]
+        masks = F.interpolate(torch.as_tensor(masks[:, None]).float(), (h, w), mode="nearest")[:, 0].bool().numpy()
+    h, w = image.shape[:2]
+    padded = np.zeros((img_size, img_size, 3), np.uint8)
+    padded[:h, :w] = image
+    padded_masks = np.zeros((len(masks), img_size, img_size), bool)
+    padded_masks[:, :h, :w] = masks
+    return padded, padded_masks
+
+
 class TrainingData:
     """Images resized/padded to the model input and their masks, held in memory."""
 
@@ -95,7 +110,6 @@ class TrainingData:
         from tqdm.auto import tqdm
 
         self.img_size = img_size
-        transform = ResizeLongestSide(img_size)
         self.images: List[np.ndarray] = []
         self.masks: List[np.ndarray] = []
         for i in tqdm(range(len(dataset)), desc="preparing data", disable=not progress):
@@ -103,16 +117,7 @@ class TrainingData:
             keep = item["masks"].reshape(len(item["masks"]), -1).sum(1) > 0
             if not keep.any():
                 continue
-            image, masks = item["image"], item["masks"][keep]
-            if max(image.shape[:2]) != img_size:
-                image = transform.apply_image(image)
-                h, w = image.shape[:2]
-                masks = F.interpolate(torch.as_tensor(masks[:, None]).float(), (h, w), mode="nearest")[:, 0].bool().numpy()
-            h, w = image.shape[:2]
-            padded = np.zeros((img_size, img_size, 3), np.uint8)
-            padded[:h, :w] = image
-            padded_masks = np.zeros((len(masks), img_size, img_size), bool)
-            padded_masks[:, :h, :w] = masks
+            padded, padded_masks = to_model_input(item["image"], item["masks"][keep], img_size)
             self.images.append(padded)
             self.masks.append(padded_masks)
 

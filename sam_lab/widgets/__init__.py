@@ -9,6 +9,7 @@ Each widget is a thin view over a pure-Python state object that tests and notebo
 directly (``PromptState``, ``EverythingState``, ``CompareState``, ``AttentionState``, ``PositionalEncodingState``);
 traitlets are the only channel to the page, whose ES module is the .js file beside the class.
 """
+from .annotate import AnnotationSession
 from .attention import AttentionExplorer, AttentionState
 from .compare import CompareWidget
 from .compare_state import CompareState
@@ -19,5 +20,5 @@ from .positional import PositionalEncodingExplorer, PositionalEncodingState
 from .prompt import PromptWidget
 from .prompt_state import Prediction, PromptState
 
-__all__ = ["PromptWidget", "PromptState", "CompareWidget", "CompareState", "EverythingWidget", "EverythingState", "AttentionExplorer", "AttentionState",
+__all__ = ["AnnotationSession", "PromptWidget", "PromptState", "CompareWidget", "CompareState", "EverythingWidget", "EverythingState", "AttentionExplorer", "AttentionState",
            "PositionalEncodingExplorer", "PositionalEncodingState", "Prediction", "ModelChoice", "pick_model", "estimate_encode_seconds", "demo_image"]
