@@ -346,7 +346,7 @@ class DataEngine:
         t0 = time.time()
         row = {"stage": step["stage"], "round": step["round"], "name": self._describe(step)}
         if step["stage"] == 0:
-            row.update(self._measured(t0))
+            row["model"] = measure(self.model, self.source, self.cfg)
             return row
         if step["stage"] == "ablation":
             row.update(self._ablation())
@@ -368,17 +368,13 @@ class DataEngine:
             row["retrained"] = items != []
         t2 = time.time()
         if retrained is not None:
-            row.update(self._measured(t2))
+            row["model"] = measure(self.model, self.source, self.cfg)
         else:  # the model did not change: stage 3 labels with it, nothing is retrained
-            row.update({k: v for k, v in self.state.steps[-1].items() if k in _MODEL_KEYS})
+            row["model"] = self.state.steps[-1]["model"]
         row["seconds"] = {"labelling": round(t1 - t0, 1), "retraining": round(t2 - t1, 1),
                           "measuring": round(time.time() - t2, 1)}
         row.update(self._totals())
         return row
-
-    def _measured(self, t0: float) -> dict:
-        out = {"model": measure(self.model, self.source, self.cfg)}
-        return out
 
     # -------------------------------------------------------------------- stages 1 and 2
     def _label_manually(self, step: dict) -> dict:
@@ -567,9 +563,6 @@ class DataEngine:
             "skipped_input": self.source.skipped_total(),
             "seconds": round(sum(sum(s.get("seconds", {}).values()) for s in self.state.steps if isinstance(s.get("seconds"), dict)), 1),
         }
-
-
-_MODEL_KEYS = ("model",)
 
 
 def run_engine(cfg: EngineConfig, out, progress: bool = True, budget_minutes: Optional[float] = None,

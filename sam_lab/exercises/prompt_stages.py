@@ -1,6 +1,7 @@
 """Checkers for the prompt side (lessons 04-06): prompt encoder, two-way attention, mask head."""
 from __future__ import annotations
 
+import copy
 from typing import List
 
 import torch
@@ -195,7 +196,7 @@ def text_projection_cases(cfg: SamConfig) -> List[Case]:
 
     mistakes = [
         Mistake("the embedding is not standardised with `center` and `scale` before the MLP",
-                lambda ours, _: run(copy_of(ours), standardise=False)),
+                lambda ours, _: run(copy.deepcopy(ours), standardise=False)),
         Mistake("the type embedding (`type_embed`) is not added to the tokens",
                 lambda ours, _: run(ours) - ours.type_embed),
         Mistake("the MLP's output is cut into tokens in the wrong order: view it as (B, T, C), token by token",
@@ -205,7 +206,3 @@ def text_projection_cases(cfg: SamConfig) -> List[Case]:
                  axes=("BNC",), kwargs=dict(clip_dim=D, embed_dim=C, num_tokens=T, hidden_dim=24), mistakes=mistakes)]
 
 
-def copy_of(module):
-    import copy
-
-    return copy.deepcopy(module)

@@ -34,14 +34,15 @@ import json
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..evaluation.interactive import farthest_from_boundary
-from ..modeling.text_prompt import ClipTower, TextPromptEncoder, add_text_path
+from ..inference.masks import mask_iou
+from ..modeling.text_prompt import ClipTower, add_text_path
 from ..weights.io import write_atomically
 from .clicks import sample_point_in
 from .losses import sam_loss
@@ -382,9 +383,7 @@ def evaluate_text(model, dataset, progress: bool = True) -> dict:
 
         def ious(low_res):
             masks = model.postprocess_masks(low_res, (S, S), (S, S)) > model.mask_threshold
-            inter = (masks & gts[:, None]).flatten(2).sum(-1).float()
-            union = (masks | gts[:, None]).flatten(2).sum(-1).float()
-            return (inter / union.clamp_min(1)).cpu()
+            return mask_iou(masks, gts[:, None].to(masks.device)).cpu()
 
         text_iou = ious(model.decode(emb, multimask_output=False, text_tokens=tokens)[0])[:, 0]
         low, pred = model.decode(emb, coords, labels, multimask_output=True)
