@@ -266,12 +266,18 @@ def measure(model, source: Source, cfg: EngineConfig) -> dict:
     }
 
 
-def best_truth_iou(masks: np.ndarray, truths: np.ndarray) -> np.ndarray:
-    """(N,) for each of N masks, the best IoU with any of the image's true masks (the simulation
-    knows them; a real engine would not)."""
+def truth_overlap(masks: np.ndarray, truths: np.ndarray) -> np.ndarray:
+    """(N, K) IoU of each of N masks with each of the image's K true masks (the simulation knows
+    them; a real engine would not)."""
     if len(masks) == 0 or len(truths) == 0:
-        return np.zeros(len(masks))
-    return pairwise_mask_iou(torch.as_tensor(masks), torch.as_tensor(truths)).max(dim=1).values.numpy()
+        return np.zeros((len(masks), len(truths)))
+    return pairwise_mask_iou(torch.as_tensor(masks), torch.as_tensor(truths)).numpy()
+
+
+def best_truth_iou(masks: np.ndarray, truths: np.ndarray) -> np.ndarray:
+    """(N,) for each of N masks, the best IoU with any of the image's true masks."""
+    overlap = truth_overlap(masks, truths)
+    return overlap.max(axis=1) if overlap.shape[1] else np.zeros(len(masks))
 
 
 # ----------------------------------------------------------------------------- the engine
@@ -395,10 +401,9 @@ class DataEngine:
                 records = prefill.generate(item["image"])
                 if records:
                     masks = np.stack([r["segmentation"] for r in records])
-                    truth_iou = best_truth_iou(masks, truths)
-                    if len(truths):
-                        overlap = pairwise_mask_iou(torch.as_tensor(masks), torch.as_tensor(truths)).numpy()
-                        done = (overlap >= cfg.prefill_covers).any(axis=0)
+                    overlap = truth_overlap(masks, truths)  # (pre-fills, objects)
+                    truth_iou = overlap.max(axis=1) if len(truths) else np.zeros(len(masks))
+                    done = (overlap >= cfg.prefill_covers).any(axis=0)
                     for record, iou in zip(records, truth_iou):
                         self._add_annotation(image_id, record["segmentation"], step, "prefill", 0, 0.0,
                                              record["predicted_iou"], float(iou), record["stability_score"])
@@ -447,13 +452,14 @@ class DataEngine:
             truths = item["masks"]
             if records:
                 masks = np.stack([r["segmentation"] for r in records])
-                truth_iou = best_truth_iou(masks, truths)
+                overlap = truth_overlap(masks, truths)  # (masks, objects): one table for both directions
+                truth_iou = overlap.max(axis=1) if len(truths) else np.zeros(len(masks))
                 for record, iou in zip(records, truth_iou):
                     self._add_annotation(image_id, record["segmentation"], step, "automatic", 0, 0.0,
                                          record["predicted_iou"], float(iou), record["stability_score"])
                 good += int((truth_iou >= self.cfg.annotator.iou_target).sum())
                 if len(truths):
-                    found += int((best_truth_iou(truths, masks) >= self.cfg.annotator.iou_target).sum())
+                    found += int((overlap.max(axis=0) >= self.cfg.annotator.iou_target).sum())
             masks_total += len(records)
             objects += len(truths)
         n = len(step["images"])
