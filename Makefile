@@ -16,8 +16,9 @@ STAMP := $(VENV)/.installed
 
 # folders whose notebooks are checked (nbstripout) and run (nbval); missing ones are skipped
 NOTEBOOK_DIRS := lessons widgets
-# the test run: headless matplotlib, stable hashing. (Torch thread counts are set by the tests.)
-TEST_ENV := MPLBACKEND=Agg PYTHONHASHSEED=0
+# the test run: headless matplotlib, stable hashing, the exercises' reference solutions filled in
+# (sam_lab.exercises.turns). (Torch thread counts are set by the tests.)
+TEST_ENV := MPLBACKEND=Agg PYTHONHASHSEED=0 SAM_LAB_SOLUTIONS=1
 LAB_PORT ?= 8888
 LAB_ARGS ?=
 # Jupyter refuses to start as root unless told to (containers, CI)

@@ -11,6 +11,9 @@ built for), or for the function stages a function (``window_partition`` takes th
 into your module with strict keys, both run on fixed inputs, and the first difference found is
 explained: a wrong shape or layout, a constant factor, a known mistake, or where it differs.
 ``CHECKS`` lists the stage names that can be checked, with a line each.
+
+The lessons' "your turn" exercises (a stub to write, a reference solution used when
+``$SAM_LAB_SOLUTIONS=1``) are in :mod:`sam_lab.exercises.turns`: ``your_turn`` and ``check_turn``.
 """
 from __future__ import annotations
 
@@ -34,8 +37,10 @@ from . import amg_stages, image_stages, prompt_stages
 from ..inference.amg import box_nms, stability_score
 from ..weights.random_init import randomize
 from .engine import Case, CheckFailed, CheckResult, compare, load_ours_into
+from .turns import SOLUTIONS_ENV, Turn, all_turns, check_turn, solutions_enabled, your_turn
 
-__all__ = ["CHECKS", "CheckResult", "assert_passes", "check"]
+__all__ = ["CHECKS", "CheckResult", "SOLUTIONS_ENV", "Turn", "all_turns", "assert_passes", "check", "check_turn",
+           "solutions_enabled", "your_turn"]
 
 
 @dataclass(frozen=True)
