@@ -306,6 +306,44 @@ class NoAbsolutePositionEncoder(ImageEncoder):
         return self.neck(x.permute(0, 3, 1, 2))
 
 
+class PostNormBlock(Block):
+    def forward(self, x):
+        shortcut, y = x, x
+        if self.window_size > 0:
+            y, padded_hw = window_partition(y, self.window_size)
+            y = window_unpartition(self.attn(y), self.window_size, padded_hw, shortcut.shape[1:3])
+        else:
+            y = self.attn(y)
+        x = self.norm1(shortcut + y)
+        return self.norm2(x + self.mlp(x))
+
+
+class ShiftedWindowBlock(Block):
+    def forward(self, x):
+        shortcut, x = x, self.norm1(x)
+        s = self.window_size // 2
+        x = torch.roll(x, shifts=(s, s), dims=(1, 2))  # a learner who remembers Swin
+        x, padded_hw = window_partition(x, self.window_size)
+        x = window_unpartition(self.attn(x), self.window_size, padded_hw, shortcut.shape[1:3])
+        x = shortcut + torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        return x + self.mlp(self.norm2(x))
+
+
+class NoMlpResidualBlock(Block):
+    def forward(self, x):
+        y = super().forward(x)  # x + a + mlp(norm2(x + a)); the learner drops the "x + a"
+        shortcut, h = x, self.norm1(x)
+        h, padded_hw = window_partition(h, self.window_size)
+        a = window_unpartition(self.attn(h), self.window_size, padded_hw, shortcut.shape[1:3])
+        return y - (shortcut + a)
+
+
+def test_block_mistakes_a_learner_brings_from_other_transformers_are_named():
+    fails_with("encoder_block", PostNormBlock, "post-norm", "pre-norm")
+    fails_with("encoder_block", ShiftedWindowBlock, "shifted by", "Swin")
+    fails_with("encoder_block", NoMlpResidualBlock, "MLP's residual connection is missing")
+
+
 def test_encoder_mistakes_are_named():
     fails_with("encoder_block", UnpaddedBlock, "windows not unpadded", "padded 32x32 grid")
     fails_with("encoder_block", AlwaysGlobalBlock, "attends over the whole grid")

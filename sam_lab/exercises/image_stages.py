@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import SamConfig, stage_kwargs
-from ..modeling.patching import window_partition
+from ..modeling.patching import window_partition, window_unpartition
 from .engine import Case, Mistake, attention_factors, attention_mistakes, modified_copy
 
 
@@ -222,6 +222,54 @@ def attention_cases(cfg: SamConfig) -> List[Case]:
     ]
 
 
+def _block_attention(block, x, shift: int = 0):
+    """The attention half of ``block`` on the normed ``x``, in windows when it has them; ``shift``
+    rolls the grid first and back afterwards (the Swin-style shift SAM does not use)."""
+    if block.window_size <= 0:
+        return block.attn(x)
+    H, W = x.shape[1], x.shape[2]
+    if shift:
+        x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+    windows, padded_hw = window_partition(x, block.window_size)
+    y = window_unpartition(block.attn(windows), block.window_size, padded_hw, (H, W))
+    return torch.roll(y, shifts=(shift, shift), dims=(1, 2)) if shift else y
+
+
+def _block_mistakes(window_size: int) -> List[Mistake]:
+    """Mistakes in the order of the block's steps: norms, residuals, windows."""
+
+    def planted(forward):
+        return lambda ours, run: run(lambda x: forward(ours, x))
+
+    def post_norm(m, x):
+        x = m.norm1(x + _block_attention(m, x))
+        return m.norm2(x + m.mlp(x))
+
+    def shifted(direction):
+        def forward(m, x):
+            x = x + _block_attention(m, m.norm1(x), shift=direction * (window_size // 2))
+            return x + m.mlp(m.norm2(x))
+        return forward
+
+    mistakes = [
+        Mistake("the norms come after the residual additions (post-norm, as in the original Transformer): "
+                "SAM's ViT is pre-norm, x = x + attn(norm1(x)); x = x + mlp(norm2(x))", planted(post_norm)),
+        Mistake("the attention's residual connection is missing: add the block's input back, "
+                "x = x + attn(norm1(x))", planted(lambda m, x: (lambda y: y + m.mlp(m.norm2(y)))(
+                    _block_attention(m, m.norm1(x))))),
+        Mistake("the MLP's residual connection is missing: x = x + mlp(norm2(x))",
+                planted(lambda m, x: m.mlp(m.norm2(x + _block_attention(m, m.norm1(x)))))),
+        Mistake("the MLP reads x without norm2: SAM's block is x = x + mlp(norm2(x))",
+                planted(lambda m, x: (lambda y: y + m.mlp(y))(x + _block_attention(m, m.norm1(x))))),
+    ]
+    if window_size > 0:
+        shift_text = (f"the windows are shifted by {window_size // 2} tokens (Swin's shifted windows): SAM's "
+                      "windows never move - partition the grid as it is, starting at token (0, 0), and let "
+                      "the global blocks connect the windows")
+        mistakes += [Mistake(shift_text, planted(shifted(+1))), Mistake(shift_text, planted(shifted(-1)))]
+    return mistakes
+
+
 def encoder_block_cases(cfg: SamConfig) -> List[Case]:
     enc = cfg.image_encoder
     d, w = enc.embed_dim // enc.num_heads, enc.window_size or 14
@@ -246,11 +294,11 @@ def encoder_block_cases(cfg: SamConfig) -> List[Case]:
         Case(f"windowed block ({w}x{w} windows) on a {H}x{W} grid, padded to {padded[0]}x{padded[1]}",
              run=lambda m: m(x.clone()), outputs=("tokens",), axes=("BHWC",),
              kwargs=dict(base, window_size=w, input_size=(H, W)), shape_hint=unpadded_hint,
-             mistakes=[attends_globally] + attention_mistakes(d, with_bias=True),
+             mistakes=[attends_globally] + _block_mistakes(w) + attention_mistakes(d, with_bias=True),
              factors=attention_factors(d)),
         Case("global block on a 6x10 grid", run=lambda m: m(g.clone()), outputs=("tokens",), axes=("BHWC",),
              kwargs=dict(base, window_size=0, input_size=(6, 10)),
-             mistakes=attention_mistakes(d, with_bias=True), factors=attention_factors(d)),
+             mistakes=_block_mistakes(0) + attention_mistakes(d, with_bias=True), factors=attention_factors(d)),
     ]
 
 
