@@ -94,6 +94,40 @@ def _two_way_sizes(cfg: SamConfig):
             dec.attention_downsample_rate)
 
 
+def _block_by_hand(m, queries, keys, query_pe, key_pe, *, pe_in_values=False, self_attn_residual=None,
+                   pre_norm=False):
+    """A two-way block's forward with one planted mistake, on the block ``m``'s own modules.
+
+    pe_in_values: the positions are added to the values too (SAM adds them to queries and keys only).
+    self_attn_residual: True or False forces a residual around step 1 whatever skip_first_layer_pe
+    says (None: as SAM does, a residual exactly when the block does not skip the PE).
+    pre_norm: each LayerNorm is applied to a step's input (x + f(norm(x))), not after the residual."""
+    skip = m.skip_first_layer_pe
+    residual = (not skip) if self_attn_residual is None else self_attn_residual
+
+    def step(x, norm, f):
+        return x + f(norm(x)) if pre_norm else norm(x + f(x))
+
+    def self_attention(x):
+        if skip:
+            return m.self_attn(q=x, k=x, v=x)
+        q = x + query_pe
+        return m.self_attn(q=q, k=q, v=q if pe_in_values else x)
+
+    if pre_norm:
+        queries = step(queries, m.norm1, self_attention) if residual else self_attention(m.norm1(queries))
+    else:
+        queries = m.norm1(queries + self_attention(queries) if residual else self_attention(queries))
+    t2i = lambda x: m.cross_attn_token_to_image(q=x + query_pe, k=keys + key_pe,
+                                               v=keys + key_pe if pe_in_values else keys)
+    queries = step(queries, m.norm2, t2i)
+    queries = step(queries, m.norm3, m.mlp)
+    i2t = lambda y: m.cross_attn_image_to_token(q=y + key_pe, k=queries + query_pe,
+                                               v=queries + query_pe if pe_in_values else queries)
+    keys = step(keys, m.norm4, i2t)
+    return queries, keys
+
+
 def two_way_block_cases(cfg: SamConfig) -> List[Case]:
     C, heads, mlp_dim, rate = _two_way_sizes(cfg)
     queries, query_pe = randn(30, 2, 7, C), randn(31, 2, 7, C)
@@ -101,6 +135,10 @@ def two_way_block_cases(cfg: SamConfig) -> List[Case]:
 
     def call(m, q_pe, k_pe):
         return m(queries=queries.clone(), keys=keys.clone(), query_pe=q_pe.clone(), key_pe=k_pe.clone())
+
+    def by_hand(**mistake):
+        return lambda ours, run: _block_by_hand(ours, queries.clone(), keys.clone(), query_pe.clone(),
+                                                key_pe.clone(), **mistake)
 
     def case(skip):
         def flag_flipped(m):
@@ -110,10 +148,28 @@ def two_way_block_cases(cfg: SamConfig) -> List[Case]:
             Mistake("the positional encodings are not re-added: every attention's queries and keys "
                     "get query_pe / key_pe added (values do not)",
                     lambda ours, run: call(ours, torch.zeros_like(query_pe), torch.zeros_like(key_pe))),
+            Mistake("the positional encodings are added to the values too: SAM adds query_pe / key_pe to "
+                    "the queries and keys only (they decide who attends to whom), the values are the "
+                    "tokens and image cells as they are, e.g. cross_attn_token_to_image(q=queries + "
+                    "query_pe, k=keys + key_pe, v=keys)", by_hand(pe_in_values=True)),
             Mistake("skip_first_layer_pe is not followed: when it is True the first self-attention "
                     "uses the tokens as they are, with no residual and no query_pe",
                     lambda ours, run: run(modified_copy(ours, flag_flipped))),
-        ] + attention_mistakes()
+        ]
+        if skip:
+            mistakes.append(Mistake(
+                "with skip_first_layer_pe=True the first self-attention has no residual: queries = "
+                "norm1(self_attn(q=queries, k=queries, v=queries)), not queries + self_attn(...)",
+                by_hand(self_attn_residual=True)))
+        else:
+            mistakes.append(Mistake(
+                "the self-attention's residual is missing: only the first block (skip_first_layer_pe=True) "
+                "drops it; every later block does queries = norm1(queries + self_attn(q, q, queries)) "
+                "with q = queries + query_pe", by_hand(self_attn_residual=False)))
+        mistakes.append(Mistake(
+            "the LayerNorms are applied before each step (pre-norm: x + f(norm(x))); SAM's two-way block "
+            "is post-norm: x = norm(x + f(x)) after every residual step", by_hand(pre_norm=True)))
+        mistakes += attention_mistakes()
         kwargs = dict(stage_kwargs(cfg)["two_way_block"], skip_first_layer_pe=skip)
         return Case(f"7 tokens, 48 image cells, skip_first_layer_pe={skip}",
                     run=lambda m: call(m, query_pe, key_pe),
@@ -122,17 +178,33 @@ def two_way_block_cases(cfg: SamConfig) -> List[Case]:
     return [case(False), case(True)]
 
 
+def _positions_only_in_the_first_block(ours, image, image_pe, tokens):
+    """The transformer with query_pe / key_pe given to the first block only (a likely mistake)."""
+    keys, key_pe = image.flatten(2).transpose(1, 2), image_pe.flatten(2).transpose(1, 2)
+    queries = tokens
+    for index, layer in enumerate(ours.layers):
+        q_pe, k_pe = (tokens, key_pe) if index == 0 else (torch.zeros_like(tokens), torch.zeros_like(key_pe))
+        queries, keys = layer(queries=queries, keys=keys, query_pe=q_pe, key_pe=k_pe)
+    attn = ours.final_attn_token_to_image(q=queries, k=keys, v=keys)
+    return ours.norm_final_attn(queries + attn), keys
+
+
 def two_way_attention_cases(cfg: SamConfig) -> List[Case]:
     C, heads, mlp_dim, rate = _two_way_sizes(cfg)
     image, image_pe, tokens = randn(40, 2, C, 6, 8), randn(41, 2, C, 6, 8), randn(42, 2, 7, C)
     kwargs = stage_kwargs(cfg)["two_way_attention"]
     no_image_pe = Mistake("the image positional encoding (image_pe) is not added to the image keys",
                           lambda ours, run: ours(image.clone(), torch.zeros_like(image_pe), tokens.clone()))
+    first_block_only = Mistake(
+        "the positions reach only the first block: every block gets query_pe=point_embedding (the tokens "
+        "as they came in) and key_pe=image_pe, and the final token -> image attention adds them too "
+        "(q = queries + point_embedding, k = keys + key_pe)",
+        lambda ours, run: _positions_only_in_the_first_block(ours, image.clone(), image_pe.clone(), tokens.clone()))
     return [
         Case("7 tokens and a 6x8 image embedding",
              run=lambda m: m(image.clone(), image_pe.clone(), tokens.clone()),
              outputs=("queries", "keys"), axes=("BNC", "BNC"), kwargs=kwargs,
-             mistakes=[no_image_pe] + attention_mistakes())
+             mistakes=[no_image_pe, first_block_only] + attention_mistakes())
     ]
 
 
