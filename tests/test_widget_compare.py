@@ -22,7 +22,7 @@ def test_compare_fans_the_same_clicks_out_to_every_model(tiny, image):
     state.add_point(245, 115, label=0)
     for panel in state.panels.values():
         assert panel.state.points == ((215.0, 130.0, 1), (245.0, 115.0, 0)) and panel.status == "ready"
-        assert panel.state.masks.shape == (3, 240, 320) and panel.state.current.refined
+        assert panel.state.masks.shape == (1, 240, 320) and panel.state.current.refined  # two prompts: one mask
         assert panel.state.encode_ms > 0 and panel.state.latency_ms > 0
     ours, theirs = (state.panels[k].state.current.scores for k in ("ours", "other"))
     assert not np.allclose(ours, theirs)  # two models really answered
@@ -51,14 +51,21 @@ def test_compare_labels_models_without_weights_untrained_and_estimates_encoder_t
     from sam_lab.weights import find_checkpoint
     from sam_lab.widgets import CompareWidget, estimate_encode_seconds
 
+    from sam_lab.widgets import compare_state
+    from sam_lab.widgets.calibrate import EncodeEstimate
+
     monkeypatch.setenv("SAM_LAB_CHECKPOINTS", str(tmp_path / "empty"))
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    measured = []  # the calibration itself is tested below; here, that each panel asks for one
+    monkeypatch.setattr(compare_state, "estimate_encode", lambda config, device: measured.append(config.name)
+                        or EncodeEstimate(60.0, 6.0e12, 1.0e11, 0.5))
     widget = CompareWidget({"B": "vit_b", "H": "vit_h"}, image, folder=tmp_path)
     b, h = widget.panels
     assert b["trained"] is False and b["weights"] == "untrained (random weights)"
     assert b["parameters"] == "93.7 M parameters" and h["parameters"] == "641.1 M parameters"
-    assert "about 60.0 s on this CPU (2 threads)" in h["status"]
-    assert estimate_encode_seconds("vit_h", threads=4) == 30.0 and estimate_encode_seconds("vit_l", "cuda") is None
+    assert measured == ["vit_b", "vit_h"]
+    assert "about 60.0 s on this CPU (2 threads), measured just now (6000 GFLOP at 100.0 GFLOP/s)" in h["status"]
+    assert estimate_encode_seconds("no_such_model") is None
     assert not widget.state.panels["H"].choice.built  # ViT-H is not even built before a click
 
     checkpoint = tmp_path / "sam_vit_b_01ec64.pth"
@@ -93,3 +100,15 @@ def test_compare_shows_a_fast_models_mask_while_a_slow_one_still_encodes(tiny, i
     widget.points = [[215, 130, 1]]
     while_encoding = [urls for progress, urls in seen if progress is not None]
     assert while_encoding and all(urls[0].startswith("data:image/png") and urls[1] == "" for urls in while_encoding)
+
+
+def test_the_encoder_estimate_is_counted_flops_over_a_rate_measured_here():
+    from sam_lab.widgets.calibrate import encoder_flops, estimate_encode
+
+    # ViT-B: 12 blocks on a 64x64 grid of 768 channels; about 0.49 T multiply-adds (Meta's figure
+    # for its encoder is ~487 GMACs), counted on shapes without running anything
+    assert 0.9e12 < encoder_flops("vit_b") < 1.05e12
+    assert encoder_flops("vit_b") < encoder_flops("vit_l") < encoder_flops("vit_h")
+    tiny = estimate_encode("tiny")
+    assert tiny.flops == encoder_flops("tiny") and tiny.rate > 1e6
+    assert tiny.seconds == pytest.approx(tiny.flops / tiny.rate) and tiny.measured_s < 30

@@ -57,7 +57,7 @@ def test_attention_explorer_draws_the_chosen_map_and_refuses_bad_choices(tiny, i
     assert widget.layers == [] and "click" in widget.stats
     widget.points = [[215, 130, 1]]
     assert widget.layer == "two_way.final_attn_token_to_image" and widget.heads == 4 and widget.token == 5
-    assert widget.map_url.startswith("data:image/png") and "point 1 (object): max" in widget.stats
+    assert widget.map_url.startswith("data:image/png") and "point 1 (object): strongest cell over the image" in widget.stats
     widget.layer = "two_way.layers.0.self_attn"
     assert widget.map_url == "" and len(widget.token_weights) == 7
     widget.head = 9
@@ -103,3 +103,23 @@ def test_positional_encoding_explorer_follows_clicks_and_refuses_cells_outside(t
     assert "position" in widget.error and widget.position == [2, 5]
 
 
+
+
+def test_attention_statistics_stay_inside_the_image_and_show_the_uniform_baseline(tiny, image):
+    from sam_lab.widgets import AttentionExplorer
+
+    widget = AttentionExplorer(sam_lab.SamPredictor(tiny), image)
+    state = widget.state
+    assert state.image_cells == (24, 32)  # 240x320 resized to 192x256 of the 256 input: 24 of 32 rows
+    widget.points = [[215, 130, 1]]
+    grid = state.attention_map(widget.layer, widget.head, widget.token)
+    padded = grid.copy()
+    padded[24:] = 0  # the explorer must not see what lies on the padding
+    row, col = np.unravel_index(int(np.argmax(padded)), grid.shape)
+    assert f"strongest cell over the image (row {row}, col {col}): {grid[row, col]:.4f}" in widget.stats
+    uniform = 1 / grid.size
+    assert f"the uniform {uniform:.4f}" in widget.stats and "on the padding" in widget.stats
+
+    uniform_map = np.full(state.grid_size, uniform)  # a map with no preference stays dim
+    assert state.overlay(uniform_map, vmax=10 * uniform).max() == pytest.approx(0.1, abs=1e-3)
+    assert state.overlay(uniform_map).max() == pytest.approx(1.0)  # (stretched, it would look strong)

@@ -38,12 +38,75 @@ def test_points_reach_the_predictor_in_original_image_pixels(predictor, image):
     call = predictor.calls[-1]
     np.testing.assert_array_equal(call["point_coords"], [[100.5, 80.25], [210, 150]])
     np.testing.assert_array_equal(call["point_labels"], [1, 0])
-    assert state.masks.shape == (3, 240, 320) and state.masks.dtype == bool
-    assert state.scores.shape == (3,) and state.selected == int(np.argmax(state.scores))
+    assert state.masks.shape == (1, 240, 320) and state.masks.dtype == bool  # two points: one mask
+    assert state.scores.shape == (1,) and state.selected == 0
+
+
+def test_one_point_gets_three_candidates_several_prompts_one_and_the_toggle_asks_for_three(predictor, image):
+    state = PromptState(predictor, image)
+    assert state.multimask_output == "auto"
+    state.add_point(215, 130)
+    assert predictor.calls[-1]["multimask_output"] is True and state.masks.shape == (3, 240, 320)
+    state.add_point(245, 115, label=0)  # a second prompt says which object: one mask, as SAM does
+    assert predictor.calls[-1]["multimask_output"] is False and state.masks.shape == (1, 240, 320)
+    refined_from = predictor.calls[-1]["mask_input"]
+    state.set_multimask(True)  # the toggle: the same prompt again, three candidates, same refinement
+    assert predictor.calls[-1]["multimask_output"] is True and state.masks.shape == (3, 240, 320)
+    np.testing.assert_array_equal(predictor.calls[-1]["mask_input"], refined_from)
+    assert state.undo() and state.masks.shape == (1, 240, 320)  # undo goes back to one mask
+    state.set_multimask(True)
+    state.set_box([150, 60, 290, 200])
+    assert predictor.calls[-1]["multimask_output"] is True
+    calls = len(predictor.calls)
+    state.set_multimask(False)
+    state.set_multimask(False)  # unchanged: nothing runs again
+    assert len(predictor.calls) == calls + 1 and state.masks.shape == (1, 240, 320)
+    state.reset()
+    state.set_box([150, 60, 290, 200])
+    assert predictor.calls[-1]["multimask_output"] is False  # False: one mask for every prompt
+    with pytest.raises(ValueError, match="multimask_output: expected 'auto', True or False"):
+        state.set_multimask("sometimes")
+
+
+def test_the_widget_toggle_asks_for_three_candidates_for_every_prompt(widget, predictor):
+    widget.points = [[215, 130, 1], [245, 115, 0]]
+    assert len(widget.scores) == 1 and widget.always_three is False
+    widget.always_three = True  # what the page's checkbox does
+    assert widget.received == "kernel received always_three = True" and widget.error == ""
+    assert len(widget.scores) == 3 and len(widget.mask_urls) == 3 and widget.can_undo
+    widget.always_three = False
+    assert len(widget.scores) == 1
+    assert PromptWidget(predictor, None, multimask_output=True).always_three is True
+
+
+def test_error_messages_count_points_from_one_like_the_markers(widget):
+    widget.points = [[215, 130, 1], [245, 115, 0], [-6, 40, 1]]  # the third marker is off the image
+    assert widget.error.startswith("points: point 3 at (x=-6, y=40) lies outside the image"), widget.error
+    widget.points = [[215, 130, 1], [245, 115, 7]]
+    assert widget.error.startswith("points: point 2 has label 7"), widget.error
+
+
+def test_the_download_buttons_get_the_chosen_mask_as_png_and_coco_rle(widget):
+    import base64
+    import io
+
+    from PIL import Image
+
+    widget.command = {"name": "download", "count": 1}  # nothing chosen yet: said, not sent
+    assert "no mask yet" in widget.error and widget.download == {}
+    widget.points = [[215, 130, 1]]
+    widget.selected = 1
+    widget.command = {"name": "download", "count": 2}  # what both download buttons send
+    assert widget.error == "" and widget.download["name"] == "mask"
+    png = Image.open(io.BytesIO(base64.b64decode(widget.download["png"].split(",", 1)[1])))
+    np.testing.assert_array_equal(np.array(png) > 0, widget.masks[1])
+    rle = json.loads(widget.download["rle"])
+    np.testing.assert_array_equal(rle_to_mask(rle), widget.masks[1])
+    assert rle == widget.export_coco_rle()
 
 
 def test_refinement_feeds_the_chosen_masks_low_res_logits_back_as_mask_input(predictor, image):
-    state = PromptState(predictor, image)
+    state = PromptState(predictor, image, multimask_output=True)
     first = state.add_point(100, 80)
     assert predictor.calls[-1]["mask_input"] is None and not first.refined
     state.select(2)
@@ -328,8 +391,8 @@ def test_a_model_without_a_text_path_hides_the_box_and_refuses_a_caption(widget,
     assert widget.error.startswith("text: this model has no text path")
     assert widget.text == "" and widget.scores == scores and len(widget.points) == 1
     widget.add_point(150, 120, label=0)  # clicks carry on
-    assert widget.error == "" and len(widget.points) == 2 and len(widget.scores) == 3
-    assert predictor.calls[-1]["text"] is None and predictor.calls[-1]["multimask_output"] is True
+    assert widget.error == "" and len(widget.points) == 2 and len(widget.scores) == 1
+    assert predictor.calls[-1]["text"] is None and predictor.calls[-1]["multimask_output"] is False
 
 
 # ------------------------------------------------------------------------------ the page's code

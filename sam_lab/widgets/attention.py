@@ -16,7 +16,11 @@ this explorer draws one (layer, head, token) at a time over the image:
     heat = state.overlay(grid)               # (H, W) in [0, 1], over the original image
 
 The grid covers the model's padded square input; the image fills its top-left corner, so the
-overlay is upsampled to the input, cropped and resized exactly like SAM's masks.
+overlay is upsampled to the input, cropped and resized exactly like SAM's masks. The statistics
+count only the cells over the image (``image_cells``): the strongest cell is one a learner can see,
+and the share of the weight that falls on padding is said. Each map is drawn against the uniform
+baseline (every cell alike): the colour scale runs from 0 to the peak but never below 10× the
+uniform weight, so a near-uniform map stays dim instead of being stretched to look strong.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from .prompt_state import PromptState
 
 OUTPUT_TOKENS = ["IoU token", "mask token 0 (single)", "mask token 1", "mask token 2", "mask token 3"]
 DEFAULT_LAYER = "two_way.final_attn_token_to_image"
+BASELINE_CONTRAST = 10  # the colour scale's top is at least this many times the uniform weight
 
 
 def attention_kind(name: str) -> str:
@@ -99,6 +104,15 @@ class AttentionState:
     def grid_size(self) -> Tuple[int, int]:
         return tuple(self.prompt.predictor.model.prompt_encoder.image_embedding_size)
 
+    @property
+    def image_cells(self) -> Tuple[int, int]:
+        """(rows, cols) of the grid's top-left cells that lie over the image (any part of it);
+        the rest cover the padding of the square input."""
+        predictor = self.prompt.predictor
+        side = predictor.model.image_encoder.img_size
+        (h, w), (input_h, input_w) = self.grid_size, predictor.input_size
+        return min(h, -(-input_h * h // side)), min(w, -(-input_w * w // side))
+
     def weights(self, layer: str) -> torch.Tensor:
         for name, weights in self.maps:
             if name == layer:
@@ -122,15 +136,17 @@ class AttentionState:
         values = weights[:, token] if kind == "image → token" else weights[token]  # (h * w,)
         return values.reshape(self.grid_size).numpy()
 
-    def overlay(self, grid: np.ndarray, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    def overlay(self, grid: np.ndarray, size: Optional[Tuple[int, int]] = None,
+                vmax: Optional[float] = None) -> np.ndarray:
         """An (h, w) map over the embedding grid -> (H, W) over the original image (or ``size``),
-        scaled to [0, 1] by its maximum."""
+        scaled to [0, 1] by its maximum, or by ``vmax`` (values above it are clipped to 1)."""
         predictor = self.prompt.predictor
         values = torch.as_tensor(np.asarray(grid, dtype=np.float32))[None, None]
         values = to_original_size(values, predictor.model.image_encoder.img_size, predictor.input_size,
                                   size or predictor.original_size)
         values = values[0, 0].clamp(min=0)
-        return (values / values.max().clamp(min=1e-12)).numpy()
+        top = values.max() if vmax is None else torch.tensor(float(vmax))
+        return (values / top.clamp(min=1e-12)).clamp(max=1).numpy()
 
 
 class AttentionExplorer(ClickableWidget):
@@ -202,14 +218,22 @@ class AttentionExplorer(ClickableWidget):
             self.token_weights = [round(float(v), 4) for v in values]
             self.stats = f"{who}: weights over the {len(values)} tokens (sum 1)"
             return
-        H, W = self.state.prompt.image_hw
-        scale = self.overlay_side / max(H, W)
-        heat = self.state.overlay(values, (max(1, round(H * scale)), max(1, round(W * scale))))
-        self.map_url = heatmap_url(heat, 0.0, 1.0, cmap="magma", alpha=165)
-        row, col = np.unravel_index(int(np.argmax(values)), values.shape)
         if attention_kind(self.layer) == "token → image":
             uniform, summary = 1 / values.size, "weights over the cells sum to 1"
         else:
             uniform, summary = 1 / len(self.tokens), "each cell's weights over the tokens sum to 1"
-        self.stats = (f"{who}: max {values.max():.4f} at cell (row {row}, col {col}), uniform would be "
-                      f"{uniform:.4f}; {summary}")
+        rows, cols = self.state.image_cells
+        inside = values[:rows, :cols]  # the cells over the image; the rest cover padding
+        peak = float(inside.max())
+        vmax = min(max(peak, BASELINE_CONTRAST * uniform), 1.0)
+        H, W = self.state.prompt.image_hw
+        scale = self.overlay_side / max(H, W)
+        heat = self.state.overlay(values, (max(1, round(H * scale)), max(1, round(W * scale))), vmax=vmax)
+        self.map_url = heatmap_url(heat, 0.0, 1.0, cmap="magma", alpha=165)
+        row, col = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        padding = ""
+        if attention_kind(self.layer) == "token → image" and inside.size < values.size:
+            padding = f"; {1 - float(inside.sum()):.0%} of it on the padding"
+        self.stats = (f"{who}: strongest cell over the image (row {row}, col {col}): {peak:.4f}, "
+                      f"{peak / uniform:.1f}× the uniform {uniform:.4f}; colour scale 0 to {vmax:.4f}; "
+                      f"{summary}{padding}")

@@ -11,21 +11,25 @@ masks, predicted IoUs, parameter count, encoder time and decoder time:
 
 Names get Meta's checkpoint from ``folder`` (or ``$SAM_LAB_CHECKPOINTS``) when it is there and
 random weights otherwise, labelled "untrained". Models are built and images encoded lazily, the
-first time a prompt needs them; before that each panel says how long its encoder will take.
+first time a prompt needs them; before that each panel says how long its encoder will take, an
+estimate measured on this machine when the state is made (``sam_lab.widgets.calibrate``: the
+encoder's counted FLOPs over the rate of one of its blocks, timed now), and while it runs a
+progress bar moves block by block.
 """
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from ..inference.predictor import SamPredictor
-from ..inference.validation import check_box, check_image, check_points
-from .models import ModelChoice, estimate_encode_seconds, format_seconds, pick_model
-from .prompt_state import PromptState, normalise_box, normalise_points
+from ..inference.validation import check_box, check_image
+from .calibrate import EncodeEstimate, estimate_encode
+from .models import ModelChoice, format_seconds, pick_model
+from .prompt_state import PromptState, check_prompt_points, normalise_box, normalise_points
 
 
 @dataclass
@@ -37,16 +41,23 @@ class Panel:
     status: str = ""
     progress: Optional[float] = None  # 0..1 while the image encoder runs, else None
     error: str = ""
+    estimate: Optional[EncodeEstimate] = None  # measured on this machine (None: not measurable)
 
     @property
     def estimate_s(self) -> Optional[float]:
-        return estimate_encode_seconds(self.choice.name, self.choice.device)
+        return None if self.estimate is None else self.estimate.seconds
+
+    def calibrate(self) -> None:
+        """Measure the encoder-time estimate now (about a second for ViT-B on 2 CPU threads)."""
+        config = self.choice.config
+        self.estimate = None if config is None else estimate_encode(config, self.choice.device)
 
     def estimate_text(self) -> str:
-        seconds = self.estimate_s
-        if seconds is None:
-            return "about a second on a GPU" if self.choice.device != "cpu" else "unknown time"
-        return f"about {format_seconds(seconds)} on this CPU ({torch.get_num_threads()} threads)"
+        if self.estimate is None:
+            return "time unknown"
+        where = f"this CPU ({torch.get_num_threads()} threads)" if self.choice.device == "cpu" else self.choice.device
+        return (f"about {format_seconds(self.estimate.seconds)} on {where}, measured just now "
+                f"({self.estimate.flops / 1e9:.0f} GFLOP at {self.estimate.rate / 1e9:.1f} GFLOP/s)")
 
 
 @contextlib.contextmanager
@@ -75,6 +86,7 @@ class CompareState:
         self.panels: Dict[str, Panel] = {}
         for key, spec in models.items():
             panel = Panel(pick_model(spec, folder=folder, device=device, build=False))
+            panel.calibrate()
             panel.status = f"image encoder not run yet: {panel.estimate_text()}, on the first click"
             self.panels[key] = panel
         self.points: Tuple = ()
@@ -95,7 +107,7 @@ class CompareState:
         if (points, box) == (self.points, self.box):
             return
         if points:
-            check_points(np.array([p[:2] for p in points]), np.array([p[2] for p in points]), self.image_hw)
+            check_prompt_points(points, self.image_hw)
         check_box(box, self.image_hw)
         self.history.append((self.points, self.box))
         self.points, self.box = points, box
@@ -143,9 +155,14 @@ class CompareState:
         panel.status = f"encoding the image: {panel.estimate_text()}"
         panel.progress = 0.0
         self.on_change(key)
+        start = time.perf_counter()
 
         def report(done: int, total: int) -> None:
+            elapsed = time.perf_counter() - start
+            left = elapsed / done * (total - done)
             panel.progress = done / total
+            panel.status = (f"encoding the image: block {done} of {total}, {format_seconds(elapsed)} so far, "
+                            f"about {format_seconds(left)} left")
             self.on_change(key)
 
         with encoder_progress(panel.state.predictor.model, report):

@@ -4,6 +4,7 @@
     choice = pick_model("vit_b", folder="~/checkpoints")   # Meta's file when found, else random
     choice.label        "tiny · trained (shipped weights)" or "vit_b · untrained (random weights)"
     choice.model        built on first use (ViT-H takes seconds and GBs: only when needed)
+    choice.config       its SamConfig (None for a model handed in without one)
 
 Meta's files are looked for with :func:`sam_lab.weights.find_checkpoint`: the folder given,
 else ``$SAM_LAB_CHECKPOINTS``, else ``~/.cache/sam_lab/checkpoints``. A model without trained
@@ -23,23 +24,20 @@ from ..build import build_sam
 from ..config import get_config
 from ..inference.predictor import SamPredictor
 from ..weights.pretrained import SHIPPED, load_model, shipped_weights_available
-
-# Seconds one image takes through the image encoder on a CPU with 2 torch threads (measured on
-# this project's 2-core machines); more threads divide it, roughly.
-ENCODE_SECONDS_CPU_2_THREADS = {"tiny": 0.05, "vit_b": 12.0, "vit_l": 37.0, "vit_h": 60.0}
-
+from .calibrate import estimate_encode
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def estimate_encode_seconds(name: str, device: Union[str, torch.device] = "cpu",
-                            threads: Optional[int] = None) -> Optional[float]:
-    """Rough encoder time for one image on ``device``; None where the table does not know."""
-    if torch.device(device).type != "cpu" or name not in ENCODE_SECONDS_CPU_2_THREADS:
+def estimate_encode_seconds(name, device: Union[str, torch.device] = "cpu") -> Optional[float]:
+    """Encoder time for one image of model ``name`` (or a SamConfig) on ``device``, measured now
+    (``sam_lab.widgets.calibrate``: counted FLOPs over one block's measured rate); None for a
+    name or model we cannot build."""
+    try:
+        return estimate_encode(name, device).seconds
+    except (KeyError, ValueError, TypeError, AttributeError):
         return None
-    threads = threads or torch.get_num_threads()
-    return ENCODE_SECONDS_CPU_2_THREADS[name] * 2 / max(threads, 1)
 
 
 @dataclass
@@ -57,6 +55,13 @@ class ModelChoice:
     @property
     def label(self) -> str:
         return f"{self.name} · {self.weights}"
+
+    @property
+    def config(self):
+        """The model's SamConfig: from its name, or the config a handed-in model carries (or None)."""
+        if self._model is not None:
+            return getattr(self._model, "config", None)
+        return get_config(self.name)
 
     @property
     def built(self) -> bool:

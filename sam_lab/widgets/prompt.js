@@ -43,6 +43,62 @@ function textBox(model, onSend) {
   };
 }
 
+// Save `href` as a file called `name`, from the browser (no kernel file system involved).
+function saveFile(href, name) {
+  const link = el("a");
+  link.href = href;
+  link.download = name;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
+// "download PNG" / "download RLE": ask the kernel for the chosen mask (command "download"), then
+// save the format asked for when `download` arrives.
+function downloadButtons(model, command) {
+  let wanted = null; // "png" | "rle" while a download is on its way
+  const ask = (format) => () => {
+    wanted = format;
+    command("download")();
+  };
+  const png = button("download PNG", "save the chosen mask as a black-and-white PNG", ask("png"));
+  const rle = button("download RLE", "save the chosen mask as COCO RLE (JSON)", ask("rle"));
+  png.classList.add("sam-download");
+  rle.classList.add("sam-download");
+  const row = el("div", "sam-toolbar");
+  row.append(png, rle);
+  model.on("change:download", () => {
+    const data = model.get("download") || {};
+    if (!wanted || !data.png) return;
+    if (wanted === "png") saveFile(data.png, `${data.name}.png`);
+    else saveFile(URL.createObjectURL(new Blob([data.rle], { type: "application/json" })), `${data.name}.rle.json`);
+    wanted = null;
+  });
+  return {
+    row,
+    update(hasMask) {
+      png.disabled = rle.disabled = !hasMask;
+    },
+  };
+}
+
+// The toggle between SAM's default (3 candidates for one point, one mask for several prompts)
+// and 3 candidates for every prompt: writes `always_three`.
+function candidatesToggle(model, onSend) {
+  const label = el("label", "sam-toggle");
+  const box = el("input");
+  box.type = "checkbox";
+  box.addEventListener("change", () => {
+    model.set("always_three", box.checked);
+    model.save_changes();
+    onSend();
+  });
+  label.append(box, " 3 candidates for every prompt");
+  label.title = "off: 3 candidates for one point, one mask once there are several prompts (as SAM)";
+  return { label, update: () => (box.checked = model.get("always_three")) };
+}
+
 // The prompt in words, e.g. "prompt: 2 points + box + text “red pentagon”".
 function describePrompt(points, box, text) {
   const parts = [];
@@ -68,8 +124,11 @@ function render({ model, el: container }) {
   const candidates = el("div", "sam-candidates");
   const latency = el("div", "sam-latency");
   const kernel = kernelLines();
+  const toggle = candidatesToggle(model, onSend);
+  const downloads = downloadButtons(model, controls.command);
   const side = el("div", "sam-side");
-  side.append(title, controls.toolbar, controls.help, text.row, summary, candidates, latency, ...kernel.nodes);
+  side.append(title, controls.toolbar, controls.help, text.row, summary, toggle.label, candidates, downloads.row,
+    latency, ...kernel.nodes);
   container.append(stage.root, side);
 
   function drawCandidates() {
@@ -105,6 +164,8 @@ function render({ model, el: container }) {
     stage.setOverlay(urls[model.get("selected")] || "");
     drawCandidates();
     undoButton.disabled = !model.get("can_undo");
+    toggle.update();
+    downloads.update(model.get("scores").length > 0);
     kernel.update(model);
   }
 
@@ -124,7 +185,7 @@ function render({ model, el: container }) {
   }
 
   model.on("change:revision", answered);
-  for (const name of ["image_url", "display_width", "model_label", "mask_urls", "selected", "error", "has_text"]) {
+  for (const name of ["image_url", "display_width", "model_label", "mask_urls", "selected", "error", "has_text", "always_three"]) {
     model.on(`change:${name}`, draw);
   }
   answered();

@@ -12,6 +12,12 @@ candidate as a PNG data URL).
     widget.masks, widget.scores                 # (C, H, W) bool (Python only), (C,)
     widget.export_png("mask.png"); widget.export_coco_rle()
 
+One point gets three candidates (whole / part / subpart); two or more prompts get one mask, as in
+SAM and lesson 07. The "3 candidates for every prompt" toggle (``always_three``) asks for three
+every time. The download buttons save the chosen mask from the browser, as a black-and-white PNG
+or as COCO RLE JSON (``download`` carries both; ``export_png`` / ``export_coco_rle`` do the same
+from Python).
+
 The text box is shown only for a model with a text path (``has_text``; see
 ``sam_lab.modeling.text_prompt``). A caption joins the clicks and the box, and such a prompt gets
 one mask. A bad prompt never breaks it: the predictor's message goes to ``error``, the prompt
@@ -20,6 +26,8 @@ snaps back to the last good one, and the next click (or caption) works.
 from __future__ import annotations
 
 from typing import Optional
+import json
+from typing import Union
 
 import numpy as np
 import traitlets
@@ -50,12 +58,21 @@ class PromptWidget(SelectingWidget):
     # the text prompt: the page shows its box only when the model has a text path
     text = traitlets.Unicode("").tag(sync=True)  # the caption; "" = no text prompt
     has_text = traitlets.Bool(False).tag(sync=True)
+    # the toggle: 3 candidates for every prompt (True), or SAM's default (False: 3 for one point,
+    # one mask once there are several prompts)
+    always_three = traitlets.Bool(False).tag(sync=True)
+    # the chosen mask for the download buttons, made on request (command "download"):
+    # {"png": data URL of the black-and-white mask, "rle": COCO RLE JSON text, "name": file stem}
+    download = traitlets.Dict({}).tag(sync=True)
 
     def __init__(self, predictor, image=None, model_label: Optional[str] = None, display_width: int = 512,
-                 multimask_output: bool = True, **kwargs) -> None:
+                 multimask_output: Union[bool, str] = "auto", **kwargs) -> None:
         super().__init__(display_width=display_width, **kwargs)
         self._overlays = {}  # id(prediction.masks) -> overlay URLs, for the states in the history
         self.state = PromptState(predictor, None, multimask_output)
+        self._pushing = True
+        self.always_three = self.state.multimask_output is True
+        self._pushing = False
         self.model_label = model_label or _describe(self.state.predictor.model)
         self.has_text = has_text_path(self.state.predictor.model)
         if image is not None:
@@ -119,8 +136,22 @@ class PromptWidget(SelectingWidget):
         self.received = describe_input("text", change["new"], change["old"])
         self._handle(lambda: self._apply_prompt(self.points, self.box))
 
+    @traitlets.observe("always_three")
+    def _always_three_changed(self, change) -> None:
+        if self._pushing:
+            return
+        self.received = f"kernel received always_three = {change['new']}"
+        self._handle(lambda: self.state.set_multimask(True if change["new"] else "auto"))
+
     def _commands(self):
-        return {"undo": self.state.undo, "reset": self.state.reset}
+        return {"undo": self.state.undo, "reset": self.state.reset, "download": self._prepare_download}
+
+    def _prepare_download(self) -> None:
+        """Fill ``download`` with the chosen mask (the page then saves the file it was asked for)."""
+        mask = self.state._require_mask()
+        rle = self.state.export_coco_rle()
+        self.download = {"png": png_data_url(mask.astype(np.uint8) * 255), "rle": json.dumps(rle),
+                         "name": "mask", "revision": self.revision + 1}
 
     # ---------------------------------------------------------------------------- to the page
     def _push_state(self) -> None:
@@ -134,6 +165,7 @@ class PromptWidget(SelectingWidget):
         self.refined = bool(current is not None and current.refined)
         self.latency_ms = 0.0 if current is None else round(current.latency_ms, 2)
         self.can_undo = bool(state.history)
+        self.always_three = state.multimask_output is True
 
     def _overlay_urls(self) -> list:
         current = self.state.current

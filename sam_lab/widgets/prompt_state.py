@@ -17,17 +17,27 @@ mask's low-res logits (1, 256, 256) go back in as ``mask_input``, as in SAM's in
 training and Meta's notebooks. A bad prompt (outside the image, zero-area box, wrong shape)
 raises the predictor's ``ValueError``/``TypeError`` and leaves the state exactly as it was.
 
+How many candidates: one point is ambiguous (whole / part / subpart), so it gets three; once
+there are several prompts (two points, a point and a box) they say which object is meant, and
+SAM (paper §3, lesson 07) asks for one mask. ``multimask_output="auto"`` (the default) does that;
+True or False forces three or one for every prompt (the widget's toggle).
+
 Text (``sam_lab.modeling.text_prompt``): a caption is one more part of the prompt, kept in the
 history like the points and the box. A caption names one mask, so a prompt with text asks the
 predictor for one candidate whatever ``multimask_output`` says.
+
+Points are numbered from 1 everywhere a learner reads them: the markers' titles, the attention
+explorer's tokens and the error messages (the predictor's own checks, written for arrays, count
+from 0; :func:`number_points_from_one` renumbers their messages here).
 """
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -39,6 +49,7 @@ from ..inference.validation import check_box, check_image, check_points, check_t
 
 Point = Tuple[float, float, int]  # x, y in original-image pixels; label 1 = object, 0 = not
 Box = Tuple[float, float, float, float]  # x0, y0, x1, y1
+MULTIMASK_MODES = ("auto", True, False)
 
 
 @dataclass(frozen=True)
@@ -63,15 +74,43 @@ def normalise_points(points) -> Tuple[Point, ...]:
     result = []
     for i, point in enumerate(points):
         if isinstance(point, (str, bytes)) or not hasattr(point, "__len__") or len(point) != 3:
-            raise ValueError(f"points: point {i} should be [x, y, label], got {point!r}")
+            raise ValueError(f"points: point {i + 1} should be [x, y, label], got {point!r}")
         x, y, label = point
         if isinstance(label, bool) or label not in (0, 1):
-            raise ValueError(f"points: point {i} has label {label!r}; expected 1 (object) or 0 (background)")
+            raise ValueError(f"points: point {i + 1} has label {label!r}; expected 1 (object) or 0 (background)")
         try:
             result.append((float(x), float(y), int(label)))
         except (TypeError, ValueError):
-            raise TypeError(f"points: point {i} should hold numbers [x, y, label], got {point!r}") from None
+            raise TypeError(f"points: point {i + 1} should hold numbers [x, y, label], got {point!r}") from None
     return tuple(result)
+
+
+def number_points_from_one(message: str) -> str:
+    """The predictor's "point_coords: point 0 at ..." (an array index) as the learner's "point 1
+    at ..." (the marker's number)."""
+    return re.sub(r"^point_coords: point (\d+) ", lambda m: f"points: point {int(m.group(1)) + 1} ", message)
+
+
+def check_prompt_points(points, image_hw) -> None:
+    """The predictor's checks on ``points`` ((x, y, label) tuples), with points counted from 1."""
+    if not points:
+        return
+    coords = np.array([p[:2] for p in points], dtype=float)
+    labels = np.array([p[2] for p in points], dtype=int)
+    try:
+        check_points(coords, labels, image_hw)
+    except ValueError as error:
+        raise ValueError(number_points_from_one(str(error))) from None
+
+
+def wants_multimask(mode, points, box, text) -> bool:
+    """Three candidates or one for this prompt (see the module docstring): a caption always gets
+    one; ``"auto"`` gives three to a single point (or a box alone) and one to several prompts."""
+    if text is not None:
+        return False
+    if mode == "auto":
+        return len(points) + (box is not None) <= 1
+    return bool(mode)
 
 
 def normalise_text(text) -> Optional[str]:
@@ -93,22 +132,29 @@ def normalise_box(box) -> Optional[Box]:
         raise TypeError(f"box: expected 4 numbers [x0, y0, x1, y1], got {box!r}") from None
 
 
+def check_multimask(mode) -> Union[bool, str]:
+    if mode not in MULTIMASK_MODES or (mode != "auto" and not isinstance(mode, (bool, np.bool_))):
+        raise ValueError(f"multimask_output: expected 'auto', True or False, got {mode!r}")
+    return mode if mode == "auto" else bool(mode)
+
+
 class PromptState:
     """Prompts, candidate masks and undo history for one image and one predictor.
 
     ``predictor``: a :class:`SamPredictor` (or a SAM model, wrapped in one). ``lazy=True``
     encodes the image on the first prompt instead of now (the compare widget's panels).
-    ``multimask_output``: return 3 candidates (whole / part / subpart) for every prompt without
-    text (one with a caption gets one mask: a caption names one object).
+    ``multimask_output``: ``"auto"`` (3 candidates, whole / part / subpart, for a single prompt;
+    one mask once there are several), True (3 for every prompt) or False (always one). A prompt
+    with a caption gets one mask whatever it says: a caption names one object.
     ``decoder_threads``: torch threads for the per-click path on a CPU (prompt encoder, decoder,
     upsampling). 1 by default: its matrix products are small, and on a busy machine (the browser,
     other kernels) more threads mostly wait for each other — measured on 2 cores under load, tiny
     took ~1 s per click with 2 threads and ~10 ms with 1. None keeps torch's setting."""
 
-    def __init__(self, predictor, image=None, multimask_output: bool = True, lazy: bool = False,
+    def __init__(self, predictor, image=None, multimask_output: Union[bool, str] = "auto", lazy: bool = False,
                  decoder_threads: Optional[int] = 1) -> None:
         self.predictor = predictor if isinstance(predictor, SamPredictor) else SamPredictor(predictor)
-        self.multimask_output = multimask_output
+        self.multimask_output = check_multimask(multimask_output)
         self.decoder_threads = decoder_threads
         self.image: Optional[np.ndarray] = None
         self.encode_ms: Optional[float] = None
@@ -174,23 +220,27 @@ class PromptState:
             return None
         if self.image is None:
             raise RuntimeError("No image is set: give the widget an image first.")
-        coords = np.array([p[:2] for p in points], dtype=float) if points else None
-        labels = np.array([p[2] for p in points], dtype=int) if points else None
-        check_points(coords, labels, self.image_hw)  # before encoding: a bad click costs nothing
+        check_prompt_points(points, self.image_hw)  # before encoding: a bad click costs nothing
         check_box(box, self.image_hw)
         self.encode()
-        refined = self._extends(points, box, text)
-        mask_input = self.current.low_res_logits[self.current.selected][None] if refined else None
+        prediction = self._predict(points, box, text, self.current if self._extends(points, box, text) else None)
+        self._push(prediction)
+        return prediction
+
+    def _predict(self, points, box, text, previous: Optional[Prediction]) -> Prediction:
+        """Run the predictor on a checked prompt; ``previous``'s chosen mask refines it (if given)."""
+        coords = np.array([p[:2] for p in points], dtype=float) if points else None
+        labels = np.array([p[2] for p in points], dtype=int) if points else None
+        mask_input = None if previous is None else previous.low_res_logits[previous.selected][None]
         with self._threads():
             start = time.perf_counter()
             masks, scores, logits = self.predictor.predict(
                 point_coords=coords, point_labels=labels, box=None if box is None else np.array(box),
-                mask_input=mask_input, multimask_output=self.multimask_output and text is None, text=text,
+                mask_input=mask_input, multimask_output=wants_multimask(self.multimask_output, points, box, text),
+                text=text,
             )
             latency_ms = (time.perf_counter() - start) * 1000
-        prediction = Prediction(points, box, masks, scores, logits, int(np.argmax(scores)), refined, latency_ms, text)
-        self._push(prediction)
-        return prediction
+        return Prediction(points, box, masks, scores, logits, int(np.argmax(scores)), previous is not None, latency_ms, text)
 
     @contextlib.contextmanager
     def _threads(self):
@@ -215,6 +265,21 @@ class PromptState:
         kept_box = current.box is None or box == current.box
         kept_text = current.text is None or text == current.text
         return kept_points and kept_box and kept_text
+
+    def set_multimask(self, mode) -> Optional[Prediction]:
+        """Change ``multimask_output`` ("auto", True, False) and answer the current prompt again
+        with it, refined by the same previous mask as before."""
+        mode = check_multimask(mode)
+        if mode == self.multimask_output:
+            return self.current
+        self.multimask_output = mode
+        current = self.current
+        if current is None or wants_multimask(mode, current.points, current.box, current.text) == (len(current.scores) > 1):
+            return current  # nothing shown, or as many candidates either way: nothing to redo
+        previous = self.history[-1] if current.refined and self.history else None  # what refined it
+        prediction = self._predict(current.points, current.box, current.text, previous)
+        self._push(prediction)  # undo goes back to the other number of candidates
+        return prediction
 
     def _push(self, prediction: Optional[Prediction]) -> None:
         self.history.append(self.current)

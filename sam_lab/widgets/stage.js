@@ -150,6 +150,7 @@ export function promptControls(model, { onSend = () => {} } = {}) {
   return {
     toolbar,
     undo,
+    command,
     help: el("div", "sam-help", "click: object · shift-click: background · drag: box"),
     stageOptions: {
       size: () => model.get("image_size"),
