@@ -2,6 +2,7 @@
 #
 #   make venv    create .venv (if missing) and install sam_lab with its dev extra into it
 #   make lab     open JupyterLab on lessons/ (http://127.0.0.1:8888)
+#   make demos   serve the widget demos in widgets/ with Voila (http://127.0.0.1:8866)
 #   make test    stripped-notebook check, unit tests, then every notebook run by nbval
 #   make bench   run each benchmarks/*.py in turn
 #   make clean   remove caches and build output (keeps .venv; `make distclean` removes it too)
@@ -25,7 +26,7 @@ LAB_ARGS ?=
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lab test test-notebook-format test-unit test-notebooks bench clean distclean
+.PHONY: help venv lab demos test test-notebook-format test-unit test-notebooks bench clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -45,6 +46,19 @@ venv: $(STAMP)
 # ---------------------------------------------------------------------------------- lessons
 lab: venv
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=lessons --ip=127.0.0.1 --port=$(LAB_PORT) $(ALLOW_ROOT) $(LAB_ARGS)
+
+# ---------------------------------------------------------------------------------- demos
+# Voila starts one kernel per page view and runs the notebook in it. Culling shuts a kernel down
+# once it has had no browser connected (its tab closed) and been idle for DEMOS_CULL_S seconds,
+# checked every 30 s, so closed tabs give their memory back (about 1.2 GB for compare_encoders
+# once ViT-B is built). A kernel with its tab still open is never culled (cull_connected=False).
+DEMOS_PORT ?= 8866
+DEMOS_CULL_S ?= 120
+DEMOS_ARGS ?=
+demos: venv
+	$(VENV)/bin/voila --no-browser --Voila.ip=127.0.0.1 --port=$(DEMOS_PORT) \
+	  --MappingKernelManager.cull_idle_timeout=$(DEMOS_CULL_S) --MappingKernelManager.cull_interval=30 \
+	  --MappingKernelManager.cull_connected=False $(DEMOS_ARGS) widgets
 
 # ---------------------------------------------------------------------------------- tests
 test: test-notebook-format test-unit test-notebooks
