@@ -5,6 +5,9 @@ Each click lands on a known pixel of the original image, computed from the <img>
 bounding box and natural size, at device scale factors 1 and 2; the test then waits for what the
 page shows (markers, mask overlay, scores) and for what the kernel says it received (the widget
 prints the original-image coordinates), and checks them against the intended pixel.
+Every demo must open clean (no error text, no leftover prompt: the notebooks script their own
+widgets), and the compare demo must show its progress bar before the first mask. Kernels run
+without the Agg backend, as a learner's do, so a lesson's matplotlib figure renders in the page.
 Screenshots go to artifacts/ (gitignored).
 
 Chromium comes from Debian (`apt-get install -y chromium`, never `playwright install`); the tests
@@ -34,7 +37,9 @@ ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGE_TIMEOUT_MS = 180_000  # a Voila page runs its whole notebook first (the compare demo encodes ViT-B)
+PAGE_TIMEOUT_MS = 180_000  # a Voila page runs its whole notebook first
+ENCODE_TIMEOUT_MS = 300_000  # ViT-B built and run on a busy 2-core machine (the compare demo)
+CULL_S = 20  # the Voila server's culling: a kernel without a tab, idle this long, is shut down
 RESULT_TIMEOUT_MS = 60_000  # one click's answer, on a busy 2-core machine
 RECEIVED = re.compile(r"point \(x=(-?[\d.]+), y=(-?[\d.]+)\), label (\d)")
 
@@ -82,7 +87,9 @@ class Server:
         ARTIFACTS.mkdir(exist_ok=True)
         self.url = url
         self.log = open(ARTIFACTS / log_name, "w")
-        env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
+        # no MPLBACKEND (make test sets Agg): the kernels use the inline backend, as a learner's do
+        env = {key: value for key, value in os.environ.items() if key != "MPLBACKEND"}
+        env["PYTHONHASHSEED"] = "0"
         self.process = subprocess.Popen([sys.executable, "-m", *args], cwd=cwd, env=env,
                                          stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 120
@@ -125,26 +132,34 @@ class Server:
 
 
 @pytest.fixture(scope="session")
-def voila(browser):
+def voila_server(browser):
     port = _free_port()
     server = Server(["voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-                     "--show_tracebacks=True", "."], f"http://127.0.0.1:{port}/", "voila.log")
-    yield server.url
+                     "--show_tracebacks=True", f"--MappingKernelManager.cull_idle_timeout={CULL_S}",
+                     "--MappingKernelManager.cull_interval=5", "--MappingKernelManager.cull_connected=False",
+                     "."], f"http://127.0.0.1:{port}/", "voila.log")  # the culling of `make demos`, faster
+    yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
+def voila(voila_server):
+    return voila_server.url
+
+
+@pytest.fixture(scope="session")
 def lab(browser):
-    """JupyterLab on a copy of the notebooks (its autosave must not write outputs into ours)."""
+    """JupyterLab on a copy of the demos and lessons (its autosave must not write outputs into ours)."""
     port = _free_port()
     home = Path(tempfile.mkdtemp(prefix="sam_lab_jupyterlab_"))
-    shutil.copytree(NOTEBOOKS, home / "widgets", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for folder in ("widgets", "lessons"):
+        shutil.copytree(ROOT / folder, home / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     notifications = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notifications.parent.mkdir(parents=True)
     notifications.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no pop-up over the page
     server = Server(["jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ServerApp.ip=127.0.0.1",
                      "--IdentityProvider.token=", "--ServerApp.password=", f"--LabApp.user_settings_dir={home / 'settings'}",
-                     f"--LabApp.workspaces_dir={home / 'workspaces'}", "--ServerApp.root_dir=widgets"],
+                     f"--LabApp.workspaces_dir={home / 'workspaces'}", f"--ServerApp.root_dir={home}"],
                     f"http://127.0.0.1:{port}/lab", "jupyterlab.log", cwd=home)
     yield server.url
     server.stop()
@@ -194,6 +209,19 @@ def open_voila(browser, voila, notebook: str, selector: str, scale: int = 1):
     return page, widget
 
 
+def assert_opens_clean(page):
+    """A freshly opened demo: no error text, no leftover prompt (markers, box, the kernel's echo of
+    a scripted click), no traceback."""
+    for error in page.locator(".sam-error").all():
+        expect(error).to_be_hidden()
+    prompts = page.locator(".sam-lab:not(.sam-positional)")  # (the positional map's marker is its cell)
+    expect(prompts.locator(".sam-point")).to_have_count(0)
+    expect(prompts.locator(".sam-box")).to_have_count(0)
+    for received in page.locator(".sam-received").all():
+        expect(received).not_to_contain_text("point (")
+    assert "Traceback" not in page.locator("body").inner_text()
+
+
 def click_image(page, widget, x, y, shift=False, expect_label=None, img=None):
     """Click original-image pixel (x, y) of ``img`` (default: the widget's first image) and wait
     until the kernel has answered."""
@@ -234,6 +262,7 @@ def exercise_prompt_widget(page, widget, shot: Path):
     click_image(page, widget, 245.5, 115.5, shift=True, expect_label=0)  # the triangle: background
     expect(widget.locator(".sam-point.sam-negative")).to_have_count(1)
     expect(widget.locator(".sam-latency")).to_contain_text("refined with previous mask")
+    expect(widget.locator(".sam-candidate")).to_have_count(1)  # two prompts say which object: one mask
 
     img = widget.locator(".sam-image").first
     start, end = page_point(img, 170, 60), page_point(img, 290, 180)  # a drag: a box
@@ -250,17 +279,23 @@ def exercise_prompt_widget(page, widget, shot: Path):
 
     frame = widget.locator(".sam-stage").first.bounding_box()  # the frame, left of the image
     page.mouse.click(frame["x"] + 5, frame["y"] + frame["height"] / 2)
-    expect(widget.locator(".sam-error")).to_contain_text("lies outside the image")
+    expect(widget.locator(".sam-error")).to_contain_text(re.compile(r"^points: point 3 at .* lies outside the image"))
     expect(widget.locator(".sam-point")).to_have_count(2)  # the refused point is taken back
+    assert widget.locator(".sam-point").nth(1).get_attribute("title").startswith("point 2:")  # counted alike
     widget.scroll_into_view_if_needed()
     page.screenshot(path=str(shot))
 
+    widget.get_by_label("3 candidates for every prompt").check()  # the switch: three, for every prompt
+    expect(widget.locator(".sam-received")).to_have_text("kernel received always_three = True")
     candidates = widget.locator(".sam-candidate")
+    expect(candidates).to_have_count(3)
     pressed = [candidates.nth(i).get_attribute("aria-pressed") for i in range(candidates.count())]
     pick = next(i for i, state in enumerate(pressed) if state != "true")  # one not chosen yet
     candidates.nth(pick).click()
     expect(candidates.nth(pick)).to_have_attribute("aria-pressed", "true")
     expect(widget.locator(".sam-received")).to_have_text(f"kernel received selected = {pick}")
+
+    download_mask(page, widget, shot)
 
     click_image(page, widget, 85.5, 80.5, expect_label=1)  # the widget carries on
     expect(widget.locator(".sam-error")).to_be_hidden()
@@ -269,9 +304,35 @@ def exercise_prompt_widget(page, widget, shot: Path):
     expect(widget.locator(".sam-point")).to_have_count(2)
 
 
+def download_mask(page, widget, shot: Path):
+    """The two download buttons save the chosen mask from the browser: a black-and-white PNG at
+    the image's size and COCO RLE JSON that decodes to the same mask."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from sam_lab.inference.rle import rle_to_mask
+
+    with page.expect_download() as png_download:
+        widget.get_by_role("button", name="download PNG").click()
+    with page.expect_download() as rle_download:
+        widget.get_by_role("button", name="download RLE").click()
+    assert png_download.value.suggested_filename == "mask.png"
+    assert rle_download.value.suggested_filename == "mask.rle.json"
+    png_path, rle_path = ARTIFACTS / f"{shot.stem}_mask.png", ARTIFACTS / f"{shot.stem}_mask.rle.json"
+    png_download.value.save_as(png_path)
+    rle_download.value.save_as(rle_path)
+    mask = np.array(Image.open(png_path))
+    assert mask.shape == (240, 320) and set(np.unique(mask)) <= {0, 255} and mask.any()
+    np.testing.assert_array_equal(rle_to_mask(json.loads(rle_path.read_text())), mask > 0)
+
+
 @pytest.mark.parametrize("scale", [1, 2])
 def test_click_to_segment_in_voila(browser, voila, scale):
     page, widget = open_voila(browser, voila, "click_to_segment.ipynb", ".sam-prompt", scale)
+    assert_opens_clean(page)
+    expect(widget.locator(".sam-candidate")).to_have_count(0)
     exercise_prompt_widget(page, widget, ARTIFACTS / f"click_to_segment_voila_dpr{scale}.png")
     page.context.close()
 
@@ -280,6 +341,7 @@ def open_lab(browser, lab, notebook: str):
     """A new page on ``notebook`` in JupyterLab, with Run > Run All Cells started."""
     page = _page(browser, 1)
     page.goto(lab + f"/tree/{notebook}?reset", timeout=PAGE_TIMEOUT_MS)  # ?reset: no earlier tabs
+    expect(page.locator(".jp-Notebook .jp-Cell").first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=PAGE_TIMEOUT_MS)
     expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=PAGE_TIMEOUT_MS)  # kernel up
     page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
@@ -288,12 +350,13 @@ def open_lab(browser, lab, notebook: str):
 
 
 def test_click_to_segment_in_jupyterlab(browser, lab):
-    page = open_lab(browser, lab, "click_to_segment.ipynb")
+    page = open_lab(browser, lab, "widgets/click_to_segment.ipynb")
     widget = page.locator(".sam-prompt").first
     widget.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
-    expect(widget.locator(".sam-candidate")).to_have_count(3, timeout=PAGE_TIMEOUT_MS)  # the last cell's click
     expect(page.locator(".jp-InputPrompt", has_text="*")).to_have_count(0, timeout=PAGE_TIMEOUT_MS)  # all ran
     widget.scroll_into_view_if_needed()  # Lab renders only the cells in view
+    expect(widget.locator(".sam-point")).to_have_count(0)  # the scripted clicks went to their own widget
+    expect(widget.locator(".sam-candidate")).to_have_count(0)
     exercise_prompt_widget(page, widget, ARTIFACTS / "click_to_segment_jupyterlab.png")
     page.context.close()
 
@@ -359,6 +422,7 @@ def exercise_text_box(page, widget, shot: Path):
 
 def test_text_to_segment_in_voila(browser, voila):
     page, widget = open_voila(browser, voila, "text_to_segment.ipynb", ".sam-prompt")
+    assert_opens_clean(page)
     exercise_text_box(page, widget, ARTIFACTS / "text_to_segment_voila.png")
     page.context.close()
 
@@ -366,7 +430,7 @@ def test_text_to_segment_in_voila(browser, voila):
 def test_text_to_segment_in_jupyterlab(browser, lab):
     """In Lab the caption is typed into a notebook output: the notebook's own keyboard shortcuts
     (d d deletes a cell, y makes it code, ...) must not take the keys."""
-    page = open_lab(browser, lab, "text_to_segment.ipynb")
+    page = open_lab(browser, lab, "widgets/text_to_segment.ipynb")
     # its own widget: the lab may still hold click_to_segment's from an earlier test, in another tab
     widget = page.locator(".sam-prompt", has_text="tiny + text").first
     widget.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
@@ -380,45 +444,83 @@ def test_text_to_segment_in_jupyterlab(browser, lab):
 
 
 # ------------------------------------------------------------------------------ compare encoders
-def test_compare_encoders_in_voila_fans_one_click_out_to_every_panel(browser, voila):
+def test_compare_encoders_in_voila_shows_progress_before_the_first_mask(browser, voila):
+    """The page opens before any model is built, with an estimate measured on this machine; a click
+    builds and encodes inside the widget, with the progress bar showing before ViT-B's mask."""
     page, widget = open_voila(browser, voila, "compare_encoders.ipynb", ".sam-compare")
+    assert_opens_clean(page)
     panels = widget.locator(".sam-panel")
     expect(panels).to_have_count(2)
-    expect(panels.nth(1)).to_have_attribute("data-model", "vit_b")
+    vit_b = panels.nth(1)
+    expect(vit_b).to_have_attribute("data-model", "vit_b")
+    expect(vit_b).to_contain_text("93.7 M parameters")
+    status = vit_b.locator(".sam-status")
+    expect(status).to_contain_text(re.compile(r"not run yet: about [\d.]+ m?s on this CPU .* measured just now"))
+    estimate = _seconds(re.search(r"about ([\d.]+ m?s)", status.inner_text()).group(1))
     for i in range(2):
-        expect(panels.nth(i).locator(".sam-point")).to_have_count(1)  # the notebook's own click
+        expect(panels.nth(i).locator(".sam-overlay")).to_be_hidden()
+        expect(panels.nth(i).locator(".sam-progress")).to_be_hidden()
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "compare_encoders_opened_voila.png"))
 
-    # click the ViT-B panel: the point must reach both models
-    click_image(page, widget, 100.5, 180.5, expect_label=1, img=panels.nth(1).locator(".sam-image"))
-    for i in range(2):
+    page.mouse.click(*page_point(vit_b.locator(".sam-image"), 100.5, 180.5))  # click the ViT-B panel
+    progress = vit_b.locator(".sam-progress")
+    expect(progress).to_be_visible(timeout=ENCODE_TIMEOUT_MS)  # after building ViT-B (seconds)
+    expect(vit_b.locator(".sam-overlay")).to_be_hidden()  # the bar comes before the mask
+    expect(status).to_contain_text(re.compile(r"encoding the image: block \d+ of 12"), timeout=ENCODE_TIMEOUT_MS)
+    widget.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "compare_encoders_progress_voila.png"))
+    expect(status).to_have_text("ready", timeout=ENCODE_TIMEOUT_MS)
+    expect(progress).to_be_hidden()
+
+    assert_received(widget, 100.5, 180.5, 1)
+    for i in range(2):  # the point reached both models
         panel = panels.nth(i)
-        expect(panel.locator(".sam-point")).to_have_count(2)
-        assert_marker_at(panel.locator(".sam-point").nth(1), panel.locator(".sam-image"), 100.5, 180.5)
+        expect(panel.locator(".sam-point")).to_have_count(1)
+        assert_marker_at(panel.locator(".sam-point"), panel.locator(".sam-image"), 100.5, 180.5)
         expect(panel.locator(".sam-status")).to_have_text("ready")
         expect(panel.locator(".sam-scores")).to_contain_text(re.compile(r"IoU -?\d\.\d{3} · IoU"))
         expect(panel.locator(".sam-latency")).to_contain_text(re.compile(r"encoder .+ · decoder \d"))
         expect(panel.locator(".sam-overlay")).to_be_visible()
         expect(panel.locator(".sam-badge")).to_have_text(re.compile(r"untrained|trained|Meta checkpoint"))
-    expect(panels.nth(1)).to_contain_text("93.7 M parameters")
+    took = _seconds(re.search(r"encoder ([\d.]+ m?s)", vit_b.locator(".sam-latency").inner_text()).group(1))
+    (ARTIFACTS / "compare_encoders_estimate.txt").write_text(
+        f"ViT-B encoder: estimated {estimate:.1f} s before the click, took {took:.1f} s\n")
+    assert estimate / 3 <= took <= estimate * 3, (estimate, took)  # a fixed table was 4x off here
     widget.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "compare_encoders_voila.png"), full_page=True)
     page.context.close()
 
 
+def _seconds(text: str) -> float:
+    """ "850 ms" or "12.3 s" -> seconds."""
+    value, unit = text.split()
+    return float(value) / 1000 if unit == "ms" else float(value)
+
+
 # ------------------------------------------------------------------------------ explorers
 def test_attention_and_positional_explorers_in_voila(browser, voila):
     page, explorer = open_voila(browser, voila, "attention_explorer.ipynb", ".sam-attention", scale=2)
-    heat = explorer.locator(".sam-heat")
-    expect(heat).to_be_visible()  # the notebook's click left the final attention showing
+    assert_opens_clean(page)
+    heat, stats = explorer.locator(".sam-heat"), explorer.locator(".sam-stats")
+    expect(heat).to_be_hidden()  # no click yet: nothing drawn
+    expect(stats).to_contain_text("click on the image")
+
+    click_image(page, explorer, 215.5, 130.5, expect_label=1)  # the red pentagon
+    expect(heat).to_be_visible()
+    expect(stats).to_contain_text(re.compile(r"point 1 \(object\): strongest cell over the image \(row \d+, col \d+\)"))
+    expect(stats).to_contain_text("the uniform 0.0010")  # 1 / (32 x 32) cells
+    row, col = map(int, re.search(r"\(row (\d+), col (\d+)\)", stats.inner_text()).groups())
+    assert row < 24 and col < 32  # over the picture: 240x320 fills 24 of the 32 rows
 
     click_image(page, explorer, 85.5, 80.5, expect_label=1)  # a second point: the yellow hexagon
     expect(explorer.locator(".sam-point")).to_have_count(2)
     token = explorer.get_by_label("token")
     expect(token.locator("option")).to_have_count(8)  # 5 output tokens, 2 points, 1 padding point
-    expect(explorer.locator(".sam-stats")).to_contain_text("point 1 (object): max")
+    expect(stats).to_contain_text("point 1 (object): strongest cell")
 
     token.select_option("6")  # the new click's token
-    expect(explorer.locator(".sam-stats")).to_contain_text("point 2 (object): max")
+    expect(stats).to_contain_text("point 2 (object): strongest cell")
     explorer.get_by_label("head").select_option("1")
     expect(explorer.locator(".sam-received")).to_have_text("kernel received head = 1")
     assert heat.get_attribute("src").startswith("data:image/png;base64,")
@@ -447,6 +549,7 @@ def test_attention_and_positional_explorers_in_voila(browser, voila):
 # ------------------------------------------------------------------------------ segment everything
 def test_segment_everything_in_voila(browser, voila):
     page, widget = open_voila(browser, voila, "segment_everything.ipynb", ".sam-everything")
+    assert_opens_clean(page)
     count = widget.locator(".sam-count")
     expect(count).to_contain_text(re.compile(r"^\d+ masks"))  # the notebook generated, then reset
     expect(widget.locator(".sam-record")).to_be_hidden()
@@ -488,6 +591,7 @@ def test_be_the_annotator_in_voila(browser, voila):
     largest = item["masks"][item["masks"].reshape(len(item["masks"]), -1).sum(1).argmax()]
     x, y = farthest_from_boundary(largest) + 0.5
     page, widget = open_voila(browser, voila, "be_the_annotator.ipynb", ".sam-prompt")
+    assert_opens_clean(page)
     table = page.locator("table.sam-lab-annotations").first
     expect(table.locator("tr")).to_have_count(1)  # the header only: the page opens clean
     accept = page.get_by_role("button", name="Accept mask").first
@@ -503,4 +607,53 @@ def test_be_the_annotator_in_voila(browser, voila):
     expect(widget.locator(".sam-point")).to_have_count(0)  # cleared for the next object
     page.get_by_text("mask 1 kept: 1 click").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "be_the_annotator_voila.png"))
+    page.context.close()
+
+
+# ------------------------------------------------------------------------------ kernels of closed tabs
+def test_voila_culls_the_kernel_of_a_closed_tab(browser, voila_server):
+    """`make demos` culls kernels without a connection: a closed tab's kernel (and its memory) goes."""
+    import psutil
+
+    def kernels():
+        return {child.pid for child in psutil.Process(voila_server.process.pid).children(recursive=True)
+                if "ipykernel" in " ".join(child.cmdline())}
+
+    before = kernels()
+    page, widget = open_voila(browser, voila_server.url, "click_to_segment.ipynb", ".sam-prompt")
+    opened = kernels() - before
+    assert len(opened) == 1, opened  # one kernel per page view
+    time.sleep(CULL_S + 10)  # idle past the timeout, but connected: kept
+    assert opened <= kernels()
+    click_image(page, widget, 215.5, 130.5, expect_label=1)  # and it still answers
+    page.context.close()
+    deadline = time.monotonic() + CULL_S + 60
+    while opened & kernels() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not opened & kernels(), "the closed tab's kernel is still running"
+
+
+# ------------------------------------------------------------------------------ lessons' figures
+def test_a_lessons_figure_renders_as_an_image_in_jupyterlab(browser, lab):
+    """The kernels run with matplotlib's inline backend (no Agg): lesson 01's first figure reaches
+    the page as a PNG image."""
+    import nbformat
+
+    cells = nbformat.read(ROOT / "lessons" / "01_patching.ipynb", as_version=4).cells
+    figure = next(i for i, cell in enumerate(cells) if cell.cell_type == "code" and "plt.subplots" in cell.source)
+    page = _page(browser, 1)
+    page.goto(lab + "/tree/lessons/01_patching.ipynb?reset", timeout=PAGE_TIMEOUT_MS)
+    first = page.locator(".jp-Notebook .jp-Cell").first
+    expect(first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=PAGE_TIMEOUT_MS)  # kernel up
+    first.click()
+    page.keyboard.press("Escape")  # command mode: Shift+Enter runs a cell and selects the next
+    for _ in range(figure + 1):  # every cell up to and including the figure's
+        page.keyboard.press("Shift+Enter")
+    image = page.locator(".jp-OutputArea-output.jp-RenderedImage img").first
+    expect(image).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    assert image.get_attribute("src").startswith("data:image/png")
+    assert image.evaluate("i => i.naturalWidth") > 300
+    image.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "lesson_01_figure_jupyterlab.png"))
     page.context.close()
