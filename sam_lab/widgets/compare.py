@@ -1,9 +1,11 @@
 """Compare encoders: one image, one set of clicks, several SAMs side by side.
 
 A thin view over :class:`CompareState`. Click on any panel and the point goes to every model;
-each panel shows its best mask, the three predicted IoUs, its parameter count, and how long its
-image encoder (once per image) and its decoder (per click) took. On the first click each model
-is built and its encoder runs, with a progress bar and an estimate shown before it starts.
+each panel shows its best mask, the predicted IoUs (three for one point, one once there are
+several prompts), its parameter count, and how long its image encoder (once per image) and its
+decoder (per click) took. Nothing is built when the widget is made: each panel shows an encoder
+time measured on this machine (``sam_lab.widgets.calibrate``); on the first click each model is
+built and its encoder runs, with a progress bar that moves block by block.
 
     widget = CompareWidget(["tiny", "vit_b"], image, folder="~/checkpoints")
     widget.points = [[120, 80, 1]]       # what a click does, scripted
