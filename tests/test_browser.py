@@ -492,6 +492,25 @@ def test_compare_encoders_in_voila_shows_progress_before_the_first_mask(browser,
     page.context.close()
 
 
+def test_compare_encoders_in_jupyterlab_shows_progress_before_the_first_mask(browser, lab):
+    """The same progress bar in JupyterLab: the kernel's messages reach the page while it encodes."""
+    page = open_lab(browser, lab, "widgets/compare_encoders.ipynb")
+    widget = page.locator(".sam-compare").first
+    widget.wait_for(state="attached", timeout=PAGE_TIMEOUT_MS)
+    expect(page.locator(".jp-InputPrompt", has_text="*")).to_have_count(0, timeout=PAGE_TIMEOUT_MS)  # all ran
+    widget.scroll_into_view_if_needed()  # Lab renders only the cells in view
+    vit_b = widget.locator('.sam-panel[data-model="vit_b"]')
+    expect(vit_b.locator(".sam-status")).to_contain_text("measured just now")
+    expect(widget.locator(".sam-point")).to_have_count(0)
+    page.mouse.click(*page_point(vit_b.locator(".sam-image"), 100.5, 180.5))
+    expect(vit_b.locator(".sam-progress")).to_be_visible(timeout=ENCODE_TIMEOUT_MS)
+    expect(vit_b.locator(".sam-overlay")).to_be_hidden()
+    page.screenshot(path=str(ARTIFACTS / "compare_encoders_progress_jupyterlab.png"))
+    expect(vit_b.locator(".sam-status")).to_have_text("ready", timeout=ENCODE_TIMEOUT_MS)
+    expect(vit_b.locator(".sam-overlay")).to_be_visible()
+    page.context.close()
+
+
 def _seconds(text: str) -> float:
     """ "850 ms" or "12.3 s" -> seconds."""
     value, unit = text.split()
