@@ -214,7 +214,7 @@ def test_point_outside_the_image_is_a_value_error_naming_the_point_and_bounds(pr
     coords = np.array([[10.0, 10.0], point])
     with pytest.raises(ValueError) as excinfo:
         predictor.predict(point_coords=coords, point_labels=np.array([1, 1]))
-    assert_message(excinfo, "point_coords", f"point 1 at ({index_text})", f"(x in [0, {W}], y in [0, {H}])")
+    assert_message(excinfo, "point_coords", f"point 2 (row 1) at ({index_text})", f"(x in [0, {W}], y in [0, {H}])")
 
 
 def test_points_on_the_image_border_are_inside(predictor):
@@ -574,7 +574,7 @@ def test_predict_batch_equals_one_predict_per_prompt_set(predictor, image):
 def test_predict_batch_names_the_bad_prompt_set(predictor, image):
     H, W = image.shape[:2]
     coords = np.array([[[10.0, 10.0]], [[W + 50.0, 10.0]]])
-    with pytest.raises(ValueError, match=r"prompt set 1: point_coords: point 0 .* lies outside the image"):
+    with pytest.raises(ValueError, match=r"prompt set 2 \(row 1\): point_coords: point 1 \(row 0\) .* lies outside the image"):
         predictor.predict_batch(point_coords=coords, point_labels=np.ones((2, 1)))
     with pytest.raises(ValueError, match=r"point_coords/point_labels: expected shapes \(B, N, 2\)"):
         predictor.predict_batch(point_coords=coords[:, 0], point_labels=np.ones((2, 1)))
@@ -582,7 +582,7 @@ def test_predict_batch_names_the_bad_prompt_set(predictor, image):
         predictor.predict_batch(point_coords=coords)
     with pytest.raises(ValueError, match="one batch size"):
         predictor.predict_batch(point_coords=coords[:1], point_labels=np.ones((1, 1)), boxes=np.array([[0, 0, 5, 5]] * 2))
-    with pytest.raises(ValueError, match="prompt set 0: box"):
+    with pytest.raises(ValueError, match=r"prompt set 1 \(row 0\): box"):
         predictor.predict_batch(boxes=np.array([[10, 10, 5, 5]]))
     with pytest.raises(ValueError, match="at least one"):
         predictor.predict_batch()

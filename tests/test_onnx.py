@@ -87,9 +87,9 @@ def test_mask_prompts_with_and_without_points_and_batches(predictors):
 
 def test_onnx_predictor_checks_prompts_as_sam_predictor_does(predictors):
     _, onnx = predictors
-    with pytest.raises(ValueError, match="point_coords: point 0 .* outside the image"):
+    with pytest.raises(ValueError, match=r"point_coords: point 1 \(row 0\) .* outside the image"):
         onnx.predict(point_coords=np.array([[400, 10]]), point_labels=np.array([1]))
-    with pytest.raises(ValueError, match="prompt set 1: box"):
+    with pytest.raises(ValueError, match=r"prompt set 2 \(row 1\): box"):
         onnx.predict_batch(boxes=np.array([[0, 0, 10, 10], [5, 5, 1, 1]]))
     with pytest.raises(RuntimeError, match="set_image"):
         OnnxPredictor(onnx.folder).predict(**CASES["one point"])

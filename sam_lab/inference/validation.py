@@ -108,7 +108,7 @@ def check_points(
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise ValueError(
-            f"point_coords: point {i} at (x={coords[i, 0]:g}, y={coords[i, 1]:g}) lies outside the "
+            f"point_coords: point {i + 1} (row {i}) at (x={coords[i, 0]:g}, y={coords[i, 1]:g}) lies outside the "
             f"image (x in [0, {W}], y in [0, {H}])"
         )
     return coords.astype(np.float64), labels.astype(np.int64)
@@ -220,7 +220,7 @@ def check_prompt_batch(point_coords, point_labels, boxes, mask_input, image_hw: 
             if mask_input is not None:
                 check_mask_input(mask_input[b], low_res_size)
         except ValueError as error:
-            raise ValueError(f"prompt set {b}: {error}") from None
+            raise ValueError(f"prompt set {b + 1} (row {b}): {error}") from None
     return (
         None if coords is None else coords.astype(np.float64),
         None if labels is None else labels.astype(np.int64),

@@ -27,8 +27,8 @@ history like the points and the box. A caption names one mask, so a prompt with 
 predictor for one candidate whatever ``multimask_output`` says.
 
 Points are numbered from 1 everywhere a learner reads them: the markers' titles, the attention
-explorer's tokens and the error messages (the predictor's own checks, written for arrays, count
-from 0; :func:`number_points_from_one` renumbers their messages here).
+explorer's tokens and the error messages (the predictor's own checks say "point 3 (row 2)", the
+number and the array row; :func:`number_points_from_one` keeps the number for the widget).
 """
 from __future__ import annotations
 
@@ -86,9 +86,9 @@ def normalise_points(points) -> Tuple[Point, ...]:
 
 
 def number_points_from_one(message: str) -> str:
-    """The predictor's "point_coords: point 0 at ..." (an array index) as the learner's "point 1
-    at ..." (the marker's number)."""
-    return re.sub(r"^point_coords: point (\d+) ", lambda m: f"points: point {int(m.group(1)) + 1} ", message)
+    """The predictor's "point_coords: point 1 (row 0) at ..." as the widget's "points: point 1 at ..."
+    (the marker's number; the widget has no array rows)."""
+    return re.sub(r"^point_coords: point (\d+) \(row \d+\) ", r"points: point \1 ", message)
 
 
 def check_prompt_points(points, image_hw) -> None:
