@@ -39,7 +39,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGE_TIMEOUT_MS = 180_000  # a Voila page runs its whole notebook first
 ENCODE_TIMEOUT_MS = 300_000  # ViT-B built and run on a busy 2-core machine (the compare demo)
-CULL_S = 20  # the Voila server's culling: a kernel without a tab, idle this long, is shut down
+CULL_S = 8  # the Voila server's culling: a kernel without a tab, idle this long, is shut down
 RESULT_TIMEOUT_MS = 60_000  # one click's answer, on a busy 2-core machine
 RECEIVED = re.compile(r"point \(x=(-?[\d.]+), y=(-?[\d.]+)\), label (\d)")
 
@@ -136,7 +136,7 @@ def voila_server(browser):
     port = _free_port()
     server = Server(["voila", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
                      "--show_tracebacks=True", f"--MappingKernelManager.cull_idle_timeout={CULL_S}",
-                     "--MappingKernelManager.cull_interval=5", "--MappingKernelManager.cull_connected=False",
+                     "--MappingKernelManager.cull_interval=2", "--MappingKernelManager.cull_connected=False",
                      "."], f"http://127.0.0.1:{port}/", "voila.log")  # the culling of `make demos`, faster
     yield server
     server.stop()
@@ -642,7 +642,7 @@ def test_voila_culls_the_kernel_of_a_closed_tab(browser, voila_server):
     page, widget = open_voila(browser, voila_server.url, "click_to_segment.ipynb", ".sam-prompt")
     opened = kernels() - before
     assert len(opened) == 1, opened  # one kernel per page view
-    time.sleep(CULL_S + 10)  # idle past the timeout, but connected: kept
+    time.sleep(CULL_S + 4)  # idle past the timeout, but connected: kept
     assert opened <= kernels()
     click_image(page, widget, 215.5, 130.5, expect_label=1)  # and it still answers
     page.context.close()
