@@ -14,6 +14,7 @@ nothing else meanwhile.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 import warnings
@@ -22,15 +23,57 @@ from pathlib import Path
 
 import torch
 
-LEVERS = {
-    "encoder": {},                                          # the default recipe: encoder + decoder + projection
-    "decoder": {"train_encoder": False},                    # the encoder frozen, each image encoded once
-    "projection_only": {"train_encoder": False, "train_decoder": False, "point_only": 0.0},
-    "encoder_full_lr": {"encoder_lr_scale": 1.0},          # the encoder at the full lr: can it learn colour again?
+LEVERS = {  # each lever names every switch it sets, so a change of TextTrainConfig's defaults does not move it
+    # the first recipe: encoder at lr/10 + decoder + projection, no skip, no grounding
+    "encoder": {"train_encoder": True, "colour_skip": False, "grounding": False},
+    "decoder": {"train_encoder": False, "colour_skip": False, "grounding": False},  # each image encoded once
+    "projection_only": {"train_encoder": False, "train_decoder": False, "point_only": 0.0, "colour_skip": False,
+                        "grounding": False},
+    "encoder_full_lr": {"train_encoder": True, "encoder_lr_scale": 1.0, "colour_skip": False, "grounding": False},
+    "colour_skip": {"train_encoder": False, "colour_skip": True, "grounding": False},  # a ColourSkip gives the embedding colour
+    # a diagnosis, not a lever: every caption given as a perfect code (relation, colour, shape one-hot)
+    "perfect_captions": {"train_encoder": False, "colour_skip": True, "grounding": False, "_perfect_captions": True},
+    "grounding": {"train_encoder": False, "colour_skip": False, "grounding": True},  # a TextGrounding as the mask prompt
+    "grounding_colour_skip": {"train_encoder": False, "colour_skip": True, "grounding": True},  # the shipped recipe's
     "decoder_no_clicks": {"point_only": 0.0, "text_and_point": 0.0},
     "one_token": {"num_tokens": 1},
     "four_tokens": {"num_tokens": 4},
 }
+
+
+def perfect_caption_code(text: str) -> torch.Tensor:
+    """A caption as a perfect code (512 wide like the tower's vectors): one-hot relation, colour
+    and shape. Training on it tells whether the tower is what limits the text path."""
+    from sam_lab.training.data.synthetic import COLOURS, SHAPES
+
+    relations = ["the part inside the", "the object around the", "the part around the"]
+    code = torch.zeros(512)
+    code[next((i + 1 for i, r in enumerate(relations) if text.startswith(r)), 0)] = 1
+    colour, kind = text.split()[-2:]
+    code[8 + list(COLOURS).index(colour)] = 1
+    code[32 + list(SHAPES).index(kind)] = 1
+    return code
+
+
+@contextlib.contextmanager
+def perfect_captions():
+    """ClipTower.encode_text answers captions of SyntheticShapes with perfect_caption_code (the
+    tower's own probe strings still go through the tower)."""
+    from sam_lab.modeling.text_prompt import ClipTower
+    from sam_lab.training.data.synthetic import SHAPES
+
+    original = ClipTower.encode_text
+
+    def encode_text(self, texts):
+        if texts and all(t.split()[-1] in SHAPES for t in texts):
+            return torch.stack([perfect_caption_code(t) for t in texts])
+        return original(self, texts)
+
+    ClipTower.encode_text = encode_text
+    try:
+        yield
+    finally:
+        ClipTower.encode_text = original
 
 
 def base_row(eval_images: int) -> dict:
@@ -70,13 +113,15 @@ def main(argv=None) -> None:
     for lever in args.levers:
         if any(r["lever"] == lever for r in results):
             continue
+        changes = {k: v for k, v in LEVERS[lever].items() if not k.startswith("_")}
         cfg = replace(TextTrainConfig(out=str(out / lever), num_images=args.images, steps=args.steps,
-                                      eval_images=args.eval_images, checkpoint_every=max(1, args.steps)), **LEVERS[lever])
+                                      eval_images=args.eval_images, checkpoint_every=max(1, args.steps)), **changes)
         started = time.time()
-        model = train_text_path(cfg, progress=False)
+        with perfect_captions() if LEVERS[lever].get("_perfect_captions") else contextlib.nullcontext():
+            model = train_text_path(cfg, progress=False)
         metrics = json.loads((out / lever / "metrics.json").read_text())
         probe = colour_probe(model) if args.probe else {}
-        results.append({"lever": lever, "changes": LEVERS[lever], "wall_s": round(time.time() - started, 1), **metrics,
+        results.append({"lever": lever, "changes": changes, "wall_s": round(time.time() - started, 1), **metrics,
                         **({"colour_probe": probe} if probe else {})})
         save()
     keys = ["text_miou", "text_miou_colour_shape", "text_miou_relational", "point_pick_miou", "point_oracle_miou",

@@ -30,7 +30,7 @@ from ..modeling.mask_decoder import MaskDecoder
 from ..modeling.sam import with_text_tokens
 from .image_state import ImageState
 from .transforms import ResizeLongestSide
-from ..modeling.text_prompt import has_text_path
+from ..modeling.text_prompt import has_text_path, text_mask_prior
 from .validation import check_flag, check_image, check_prompt_batch, check_prompt_set, check_text, check_texts
 
 
@@ -301,6 +301,7 @@ class SamPredictor(ImageState):
 
     def _decode(self, point_coords, point_labels, boxes, mask_input, text_tokens, multimask_output):
         points = (point_coords, point_labels) if point_coords is not None else None
+        mask_input = text_mask_prior(self.model, self.features, text_tokens, mask_input)
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
         sparse, dense = with_text_tokens(sparse, dense, text_tokens)
         dense_pe, image_side = self._image_side(dense)

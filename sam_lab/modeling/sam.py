@@ -123,9 +123,13 @@ class Sam(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder + mask decoder for one image embedding (1, C, h, w) and a batch of
         prompt sets. Coordinates are in model-input pixels. ``text_tokens`` (B, T, C) are a text
-        path's tokens (``modeling.text_prompt``), put beside the point and box tokens. Returns
+        path's tokens (``modeling.text_prompt``), put beside the point and box tokens; a text path
+        with a grounding also gives the mask prompt when ``mask_inputs`` is None. Returns
         low-res logits and IoU."""
+        from .text_prompt import text_mask_prior
+
         points = (point_coords, point_labels) if point_coords is not None else None
+        mask_inputs = text_mask_prior(self, image_embedding, text_tokens, mask_inputs)
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)
         sparse, dense = with_text_tokens(sparse, dense, text_tokens)
         return self.mask_decoder(

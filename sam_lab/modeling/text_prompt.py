@@ -18,6 +18,15 @@ Without downloaded weights (``pretrained=None``) open_clip builds a randomly ini
 seeded here so that every process builds the same one. Such a tower turns each string into a
 fixed, distinct vector: a hash with some structure, not meaning. A projection trained on it
 learns the captions it saw and nothing about words it did not (lesson 13 shows both).
+
+A text path may also bring a colour skip (:class:`ColourSkip`): a small convolution from the
+pixels of each patch (8x8 in tiny) to the image embedding, added to the image encoder's output,
+and a grounding (:class:`TextGrounding`): the caption turned into a rough mask, which the decoder
+takes as its mask prompt. The
+shipped tiny encoder was trained with colour jitter and grayscale, so its embedding keeps
+shape and nesting but no colour (``training.text.colour_probe`` is at chance), and no prompt
+token can then pick "the red circle" from "the blue circle". Meta's encoders keep colour and
+need no skip.
 """
 from __future__ import annotations
 
@@ -26,6 +35,7 @@ from collections import OrderedDict
 from typing import Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 #: strings whose embeddings identify a tower (see TextPromptEncoder.tower_fingerprint)
@@ -174,15 +184,115 @@ class TextPromptEncoder(nn.Module):
         return self(self.tower.encode_text(list(texts)).to(self.center.device))
 
 
+class ColourSkip(nn.Module):
+    """Preprocessed pixels (B, 3, S, S) -> (B, C, S/p, S/p), added to the image embedding.
+
+    One p x p convolution reads each patch's pixels (the patch embedding's view, before any
+    block could discard colour), a GELU, and a 1x1 convolution to the embedding's C channels.
+    The last convolution starts at zero, so a fresh skip leaves its model's embedding, and so
+    its masks, exactly as they were until training gives it something to add."""
+
+    def __init__(self, patch_size: int, embed_dim: int, hidden_dim: int = 64) -> None:
+        super().__init__()
+        for name, value in (("patch_size", patch_size), ("embed_dim", embed_dim), ("hidden_dim", hidden_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        self.patch_size = patch_size
+        self.read = nn.Conv2d(3, hidden_dim, kernel_size=patch_size, stride=patch_size)
+        self.write = nn.Conv2d(hidden_dim, embed_dim, kernel_size=1)
+        nn.init.zeros_(self.write.weight)
+        nn.init.zeros_(self.write.bias)
+        self.active = True  # off while a trainer caches the encoder's own embeddings
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[-1] % self.patch_size:
+            raise ValueError(f"images: expected preprocessed (B, 3, S, S) with S a multiple of {self.patch_size}, "
+                             f"got {tuple(images.shape)}")
+        return self.write(F.gelu(self.read(images)))
+
+
+class TextGrounding(nn.Module):
+    """Image embedding (1 or B, C, h, w) and text tokens (B, T, C) -> rough mask logits
+    (B, 1, 4h, 4w): where the text is, as a mask prompt.
+
+    A token in the decoder's attention has to *search* the image for "the red circle", and the
+    tiny decoder, built to read positions from clicks, learns that search poorly: with a perfect
+    code for every caption, the mask overlapped its target best only a quarter of the time.
+    So the text also gets a dense path: the embedding, modulated channel by channel by the mean
+    text token (a scale and a shift, "FiLM"), then three 3x3 convolutions (dilations 1, 2, 4, so
+    a cell sees about 15 cells around it: enough for "the part inside ...") to one logit per
+    cell, upsampled 4x. It goes in where a previous mask would (``masks=`` of the prompt
+    encoder), so the decoder refines it as it refines its own last answer in the click loop; a
+    mask the caller gives takes its place."""
+
+    def __init__(self, embed_dim: int, hidden_dim: int = 64) -> None:
+        super().__init__()
+        for name, value in (("embed_dim", embed_dim), ("hidden_dim", hidden_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        self.film = nn.Linear(embed_dim, 2 * hidden_dim)
+        self.read = nn.Conv2d(embed_dim, hidden_dim, kernel_size=1)
+        self.body = nn.Sequential(*[m for d in (1, 2, 4) for m in (
+            nn.Conv2d(hidden_dim, hidden_dim, kernel_size=3, padding=d, dilation=d), nn.GELU())])
+        self.logit = nn.Conv2d(hidden_dim, 1, kernel_size=1)
+
+    def forward(self, image_embedding: torch.Tensor, text_tokens: torch.Tensor) -> torch.Tensor:
+        if image_embedding.ndim != 4 or text_tokens.ndim != 3 or image_embedding.shape[1] != text_tokens.shape[2]:
+            raise ValueError(f"image_embedding, text_tokens: expected (1 or B, C, h, w) and (B, T, C), got "
+                             f"{tuple(image_embedding.shape)} and {tuple(text_tokens.shape)}")
+        scale, shift = self.film(text_tokens.mean(1)).chunk(2, dim=-1)  # (B, hidden) each
+        x = self.read(image_embedding) * (1 + scale[..., None, None]) + shift[..., None, None]
+        x = self.logit(self.body(F.gelu(x)))
+        return F.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+def text_mask_prior(model, image_embedding: torch.Tensor, text_tokens: Optional[torch.Tensor],
+                    mask_inputs: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The mask prompt a text prompt brings: the caller's ``mask_inputs`` if given, else the text
+    path's grounding of ``text_tokens`` (None without text or without a grounding)."""
+    if mask_inputs is not None or text_tokens is None:
+        return mask_inputs
+    grounding = getattr(getattr(model, "text_encoder", None), "grounding", None)
+    if grounding is None:
+        return None
+    return grounding(image_embedding, text_tokens.to(image_embedding.dtype))
+
+
+def _add_colour(skip: ColourSkip):
+    """A forward hook for the image encoder: its output plus the skip's, while the skip is active."""
+    def hook(module, args, output):
+        return output + skip(args[0]) if skip.active else output
+    return hook
+
+
 def has_text_path(model) -> bool:
     """Whether ``model`` (a Sam) can take text prompts."""
     return isinstance(getattr(model, "text_encoder", None), TextPromptEncoder)
 
 
-def add_text_path(model, tower: ClipTower, num_tokens: int = 2, hidden_dim: int = 256) -> TextPromptEncoder:
+def add_text_path(model, tower: ClipTower, num_tokens: int = 2, hidden_dim: int = 256,
+                  colour_skip: bool = False, grounding: bool = False) -> TextPromptEncoder:
     """Give a Sam a fresh text path for ``tower``, as ``model.text_encoder`` (its state-dict keys
-    start with ``text_encoder.``; a model without one still loads Meta's files strictly)."""
+    start with ``text_encoder.``; a model without one still loads Meta's files strictly).
+
+    grounding: also give it a :class:`TextGrounding` (``text_encoder.grounding``), whose rough
+    mask goes in as the mask prompt of every text prompt without one (:func:`text_mask_prior`).
+    colour_skip: also give it a :class:`ColourSkip` (``text_encoder.colour_skip``), joined to
+    the image encoder's output by a forward hook, so every caller of ``model.image_encoder``
+    (the predictor, training, evaluation, the lessons) gets the same embedding. An encoder
+    swapped in afterwards does not carry the hook: call this again on the new model."""
+    for name, value in (("colour_skip", colour_skip), ("grounding", grounding)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name}: expected True or False, got {value!r}")
+    if has_text_path(model):
+        raise ValueError("model: it already has a text path (model.text_encoder); build a fresh model to add another")
     embed_dim = model.prompt_encoder.embed_dim
     encoder = TextPromptEncoder(tower.dim, embed_dim, num_tokens, hidden_dim).to(model.device)
+    if colour_skip:
+        patch = model.img_size // model.prompt_encoder.image_embedding_size[0]
+        encoder.colour_skip = ColourSkip(patch, embed_dim).to(model.device)
+        model.image_encoder.register_forward_hook(_add_colour(encoder.colour_skip))
+    if grounding:
+        encoder.grounding = TextGrounding(embed_dim).to(model.device)
     model.text_encoder = encoder.attach(tower)
     return encoder

@@ -1,13 +1,18 @@
 """Training a text path for a trained SAM: captions of synthetic shapes -> masks.
 
 The image encoder and the prompt encoder stay frozen, so every image is encoded once and kept.
-What trains is the text projection (``modeling.text_prompt.TextPromptEncoder``), with
-``train_decoder`` the mask decoder, and with ``train_encoder`` the image encoder too (then the
-images are encoded at every step instead of once). The shipped tiny encoder was trained with
-colour jitter and grayscale, and a linear probe finds no colour in its embedding
-(:func:`colour_probe`), so a text path that must find "the red circle" has to train it. A decoder that learns text must not forget clicks, so a
-share of the prompt sets are clicks alone, trained as the point recipe trains them (three
-candidates, the loss of the best), and a share are a caption with a click inside its mask.
+What trains is the text path (``modeling.text_prompt``): the projection to prompt tokens, a
+``ColourSkip`` (``colour_skip``) and a ``TextGrounding`` (``grounding``), and with
+``train_decoder`` the mask decoder; with ``train_encoder`` the image encoder too (then the images
+are encoded at every step instead of once). The shipped tiny encoder was trained with colour
+jitter and grayscale, and a linear probe finds no colour in its embedding (:func:`colour_probe`);
+fine-tuning it at a tenth of the learning rate did not bring colour back, so the skip gives the
+embedding the pixels' colour instead. The grounding turns the caption into a rough mask that goes
+in as the mask prompt: with tokens alone the decoder rarely found the object a caption names,
+even when the caption was given as a perfect code (the README's card). A decoder that learns text
+must not forget clicks, so a share of the prompt sets are clicks alone, trained as the point
+recipe trains them (three candidates, the loss of the best), and a share are a caption with a
+click inside its mask.
 
 Captions (:func:`caption_targets`) come from ``SyntheticShapes``: "red circle" names a whole or
 a part by its colour and shape, "the part inside the red circle" and "the object around the
@@ -85,14 +90,17 @@ class TextTrainConfig:
     base: str = "tiny"                # the trained model whose text path this is
     num_images: int = 3000            # SyntheticShapes images, seed `data_seed`
     data_seed: int = 0
-    steps: int = 1600
+    steps: int = 3000
     images_per_step: int = 8
     lr: float = 1e-3
     weight_decay: float = 0.01
     train_decoder: bool = True        # also fine-tune the mask decoder (else the projection alone)
-    train_encoder: bool = True        # also fine-tune the image encoder (images are encoded every step):
-    #                                   the point-trained tiny encoder keeps no colour (colour_probe)
+    train_encoder: bool = False       # also fine-tune the image encoder (images are encoded every step;
+    #                                   at lr/10 it did not bring colour back: colour_probe, the card)
     encoder_lr_scale: float = 0.1     # the encoder's learning rate is lr times this (it is already trained)
+    colour_skip: bool = True          # give the text path a ColourSkip (pixels -> embedding) and train it
+    grounding: bool = True            # give the text path a TextGrounding (a rough mask as the mask prompt)
+    grounding_weight: float = 1.0     # its own loss (BCE + dice against the target) beside the decoder's
     point_only: float = 0.25          # share of prompt sets that are a click alone (train_decoder)
     text_and_point: float = 0.25      # share that are a caption and a click in its mask
     num_tokens: int = 2
@@ -129,7 +137,8 @@ class CaptionedEmbeddings:
     each mask crop's)."""
 
     def __init__(self, model, dataset, tower: ClipTower, prompt_source: str = "text", min_crop: int = 25,
-                 batch_size: int = 16, progress: bool = True, keep_images: bool = False) -> None:
+                 batch_size: int = 16, progress: bool = True, keep_images: bool = False,
+                 encode_all: bool = True) -> None:
         from tqdm.auto import tqdm
 
         self.embeddings: List[torch.Tensor] = []
@@ -164,14 +173,22 @@ class CaptionedEmbeddings:
             self.prompt_rows.append(rows)
         if not images:
             raise ValueError("dataset: no image has a caption that names one mask")
-        self.images = images if keep_images else None  # (S, S, 3) uint8, for a trainable encoder
+        self.images = images if keep_images else None  # (S, S, 3) uint8: a trainable encoder or colour skip reads them
+        skip = getattr(getattr(model, "text_encoder", None), "colour_skip", None)
         with torch.no_grad():
+            # the encoder's own embeddings (a colour skip is added at each step, with gradients);
             # a trainable encoder encodes its images at every step: one batch here gives the sizes
-            for start in tqdm(range(0, batch_size if keep_images else len(images), batch_size),
-                              desc="encoding images", disable=not progress):
-                batch = torch.as_tensor(np.stack(images[start:start + batch_size])).permute(0, 3, 1, 2).float()
-                emb = model.image_encoder(model.preprocess(batch.to(model.device)))
-                self.embeddings.extend(emb.cpu())
+            if skip is not None:
+                skip.active = False
+            try:
+                for start in tqdm(range(0, len(images) if encode_all else batch_size, batch_size),
+                                  desc="encoding images", disable=not progress):
+                    batch = torch.as_tensor(np.stack(images[start:start + batch_size])).permute(0, 3, 1, 2).float()
+                    emb = model.image_encoder(model.preprocess(batch.to(model.device)))
+                    self.embeddings.extend(emb.cpu())
+            finally:
+                if skip is not None:
+                    skip.active = True
         low = tuple(4 * s for s in self.embeddings[0].shape[-2:])
         for masks in self.full:
             t = torch.as_tensor(masks[:, None]).float()
@@ -209,7 +226,8 @@ def build_text_model(cfg: TextTrainConfig, device: str = "cpu"):
 
     model = load_model(cfg.base, device=device)
     tower = ClipTower(cfg.clip_model, cfg.clip_pretrained, seed=cfg.clip_seed)
-    add_text_path(model, tower, num_tokens=cfg.num_tokens, hidden_dim=cfg.hidden_dim)
+    add_text_path(model, tower, num_tokens=cfg.num_tokens, hidden_dim=cfg.hidden_dim, colour_skip=cfg.colour_skip,
+                  grounding=cfg.grounding)
     return model, tower
 
 
@@ -244,7 +262,8 @@ def save_text_path(model, cfg: TextTrainConfig, path, metrics: Optional[dict] = 
     path = Path(path)
     meta = {"format": "pt", "kind": "sam_lab text path", "base": cfg.base, "clip_model": cfg.clip_model,
             "clip_pretrained": json.dumps(cfg.clip_pretrained), "clip_seed": str(cfg.clip_seed),
-            "num_tokens": str(cfg.num_tokens), "hidden_dim": str(cfg.hidden_dim),
+            "num_tokens": str(cfg.num_tokens), "hidden_dim": str(cfg.hidden_dim), "colour_skip": json.dumps(cfg.colour_skip),
+            "grounding": json.dumps(cfg.grounding),
             "config": json.dumps(asdict(cfg)), "metrics": json.dumps(metrics or {})}
     tensors = text_path_state(model, cfg)
     write_atomically(path, lambda temp: save_file(tensors, temp, metadata=meta))
@@ -259,9 +278,15 @@ def _step_loss(model, data: CaptionedEmbeddings, rng: np.random.Generator, cfg: 
     total = 0.0
     parts = {"text": [], "text_point": [], "point": []}
     picks = rng.integers(0, len(data), size=cfg.images_per_step)
-    if data.images is not None:  # a trainable encoder: this step's images, encoded with gradients
-        batch = torch.as_tensor(np.stack([data.images[i] for i in picks])).permute(0, 3, 1, 2).float()
-        fresh = model.image_encoder(model.preprocess(batch.to(model.device)))
+    fresh = None
+    if data.images is not None:  # this step's images, for a trainable encoder or a colour skip
+        batch = model.preprocess(torch.as_tensor(np.stack([data.images[i] for i in picks])).permute(0, 3, 1, 2)
+                                 .float().to(model.device))
+        if cfg.train_encoder:  # encoded with gradients (the skip, if any, joins through its hook)
+            fresh = model.image_encoder(batch)
+        else:  # the cached embeddings and the skip's share of them
+            cached = torch.stack([data.embeddings[i] for i in picks]).to(model.device)
+            fresh = cached + model.text_encoder.colour_skip(batch)
     for n, i in enumerate(picks):
         draw = rng.random()
         kind = ("point" if cfg.train_decoder and draw < cfg.point_only else
@@ -275,8 +300,12 @@ def _step_loss(model, data: CaptionedEmbeddings, rng: np.random.Generator, cfg: 
         if kind != "point":
             rows = torch.as_tensor(data.prompt_rows[i])
             tokens = model.text_encoder(data.prompts[rows].to(model.device))
-        embedding = fresh[n:n + 1] if data.images is not None else data.embeddings[i][None].to(model.device)
-        low_res, iou = model.decode(embedding, coords, labels,
+        embedding = fresh[n:n + 1] if fresh is not None else data.embeddings[i][None].to(model.device)
+        prior = None
+        if tokens is not None and getattr(model.text_encoder, "grounding", None) is not None:
+            prior = model.text_encoder.grounding(embedding, tokens)  # (K, 1, 4h, 4w), the decoder's mask prompt
+            total = total + cfg.grounding_weight * _mask_loss(prior[:, 0], data.targets[i].to(model.device).float())
+        low_res, iou = model.decode(embedding, coords, labels, mask_inputs=prior,
                                     multimask_output=kind == "point", text_tokens=tokens)
         out = sam_loss(low_res, iou, data.targets[i].to(model.device), focal_alpha=cfg.focal_alpha)
         total = total + out["loss"]
@@ -284,6 +313,15 @@ def _step_loss(model, data: CaptionedEmbeddings, rng: np.random.Generator, cfg: 
     loss = total / cfg.images_per_step
     loss.backward()
     return {"loss": float(loss.detach()), **{f"iou_{k}": float(np.mean(v)) for k, v in parts.items() if v}}
+
+
+def _mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus dice, per mask then averaged: the grounding's own loss."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+    p = logits.sigmoid().flatten(1)
+    t = target.flatten(1)
+    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
+    return (bce + dice).mean()
 
 
 # ----------------------------------------------------------------------------- training
@@ -301,7 +339,8 @@ def train_text_path(cfg: TextTrainConfig, device: str = "cpu", progress: bool = 
     torch.manual_seed(cfg.seed)  # the projection's initial weights: the same in every run of cfg
     model, tower = build_text_model(cfg, device)
     data = CaptionedEmbeddings(model, SyntheticShapes(cfg.num_images, seed=cfg.data_seed, image_size=model.img_size),
-                               tower, cfg.prompt_source, cfg.min_crop, progress=progress, keep_images=cfg.train_encoder)
+                               tower, cfg.prompt_source, cfg.min_crop, progress=progress,
+                               keep_images=cfg.train_encoder or cfg.colour_skip, encode_all=not cfg.train_encoder)
     model.text_encoder.fit_standardisation(data.prompts)
     params = trainable_parameters(model, cfg)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

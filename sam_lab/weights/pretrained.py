@@ -186,7 +186,9 @@ def load_text_model(name: Union[str, os.PathLike] = "tiny", device: str = "cpu")
         raise ValueError(f"name: {path} is not a text-path file (written by python -m sam_lab.training.text)")
     model = load_model(meta["base"], device=device)
     tower = ClipTower(meta["clip_model"], json.loads(meta["clip_pretrained"]), seed=int(meta["clip_seed"]))
-    encoder = add_text_path(model, tower, num_tokens=int(meta["num_tokens"]), hidden_dim=int(meta["hidden_dim"]))
+    encoder = add_text_path(model, tower, num_tokens=int(meta["num_tokens"]), hidden_dim=int(meta["hidden_dim"]),
+                            colour_skip=bool(json.loads(meta.get("colour_skip", "false"))),
+                            grounding=bool(json.loads(meta.get("grounding", "false"))))
     encoder.tower = None  # the file's fingerprint is checked below, when the tower is attached again
     encoder.tower_fingerprint.zero_()
     unexpected = [k for k in state if k not in model.state_dict()]
