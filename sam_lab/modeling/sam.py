@@ -21,6 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .text_prompt import text_mask_prior
+
 
 def to_original_size(
     maps: torch.Tensor, img_size: int, input_size: Tuple[int, ...], original_size: Tuple[int, ...]
@@ -126,8 +128,6 @@ class Sam(nn.Module):
         path's tokens (``modeling.text_prompt``), put beside the point and box tokens; a text path
         with a grounding also gives the mask prompt when ``mask_inputs`` is None. Returns
         low-res logits and IoU."""
-        from .text_prompt import text_mask_prior
-
         points = (point_coords, point_labels) if point_coords is not None else None
         mask_inputs = text_mask_prior(self, image_embedding, text_tokens, mask_inputs)
         sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=mask_inputs)

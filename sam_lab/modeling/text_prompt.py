@@ -22,11 +22,10 @@ learns the captions it saw and nothing about words it did not (lesson 13 shows b
 A text path may also bring a colour skip (:class:`ColourSkip`): a small convolution from the
 pixels of each patch (8x8 in tiny) to the image embedding, added to the image encoder's output,
 and a grounding (:class:`TextGrounding`): the caption turned into a rough mask, which the decoder
-takes as its mask prompt. The
-shipped tiny encoder was trained with colour jitter and grayscale, so its embedding keeps
-shape and nesting but no colour (``training.text.colour_probe`` is at chance), and no prompt
-token can then pick "the red circle" from "the blue circle". Meta's encoders keep colour and
-need no skip.
+takes as its mask prompt. The shipped tiny encoder was trained with colour jitter and
+grayscale, so its embedding keeps shape and nesting but no colour (``training.text.colour_probe``
+is at chance), and no prompt token can then pick "the red circle" from "the blue circle". Meta's
+encoders keep colour and need no skip.
 """
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ from ..inference.masks import mask_iou
 from ..modeling.text_prompt import ClipTower, add_text_path
 from ..weights.io import write_atomically
 from .clicks import sample_point_in
-from .losses import sam_loss
+from .losses import dice_loss, sam_loss
 
 PROMPT_SOURCES = ("text", "clip_image")
 
@@ -318,10 +318,7 @@ def _step_loss(model, data: CaptionedEmbeddings, rng: np.random.Generator, cfg: 
 def _mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy plus dice, per mask then averaged: the grounding's own loss."""
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
-    p = logits.sigmoid().flatten(1)
-    t = target.flatten(1)
-    dice = 1 - (2 * (p * t).sum(1) + 1) / (p.sum(1) + t.sum(1) + 1)
-    return (bce + dice).mean()
+    return (bce + dice_loss(logits[:, None], target[:, None])[:, 0]).mean()
 
 
 # ----------------------------------------------------------------------------- training
